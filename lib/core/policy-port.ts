@@ -1,0 +1,27 @@
+import type { RuleStage } from './stage.js';
+import type { Transaction } from './transaction.js';
+import type { Verdict } from './verdict.js';
+
+/**
+ * What a door needs from the policy engine. Doors depend on this interface only;
+ * lib/policy's PolicyEngine implements it.
+ */
+export interface PolicyPort {
+  /** Evaluates the rules bound to `stage` for this transaction. Never rejects: failures become tempfail verdicts. */
+  evaluate(stage: RuleStage, tx: Transaction): Promise<Verdict>;
+  /** What the loaded rules look at, so doors ask their peers only for that (milter negotiation, header capture). */
+  readonly needs: PolicyNeeds;
+}
+
+export interface PolicyNeeds {
+  /** Stages with at least one rule. */
+  readonly stages: ReadonlySet<RuleStage>;
+  /** Rules read message headers (the door must collect them). */
+  readonly headers: boolean;
+  /** Rules read scanner results (the door must run the scanners before eom). */
+  readonly scan: boolean;
+  /** Rules read the SPF result. */
+  readonly spf: boolean;
+  /** DNS list zones the rules consult. */
+  readonly dnsLists: ReadonlySet<string>;
+}
