@@ -16,7 +16,7 @@ export const repoRoot: string = (() => {
 /** The build output root this spec was compiled into (dist/ or .build/NAME/). */
 export const buildRoot: string = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/** The compiled CLI entry point of this build. */
-export const cliMain: string = join(buildRoot, 'lib', 'cli', 'main.js');
+/** The compiled CLI entry point of this build (a process entry: run it with node). */
+export const cliMain: string = join(buildRoot, 'lib', 'cli', 'sluice.js');
 
 export const fixturesDir: string = join(repoRoot, 'spec', 'fixtures');
