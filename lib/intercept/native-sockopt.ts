@@ -1,0 +1,76 @@
+/**
+ * Loader for the native socket-option helper (native/src/sluice_sockopt.c, built with node-gyp).
+ * Modes that need it (tproxy, redirect, full transparency) call `requireNative()` at start and fail with a clear
+ * message if it is missing; fixed and proxy modes never load it.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeSockopt {
+  /** SO_ORIGINAL_DST (family 4) or IP6T_SO_ORIGINAL_DST (family 6) of an accepted socket. Throws with `code` = errno name. */
+  getOriginalDestination(fd: number, family: 4 | 6): { ip: string; port: number };
+  /** A listening socket with IP_TRANSPARENT/IPV6_TRANSPARENT and SO_REUSEADDR (non-blocking, close-on-exec). */
+  createTransparentListener(ip: string, port: number, family: 4 | 6, backlog: number): number;
+  /**
+   * A non-blocking socket with IP_TRANSPARENT bound to srcIp:srcPort (0 = ephemeral) whose connect to dstIp:dstPort
+   * is in progress (EINPROGRESS) or done. Wait for writability, then call `socketError(fd)`.
+   */
+  connectTransparent(srcIp: string, srcPort: number, dstIp: string, dstPort: number, family: 4 | 6): number;
+  /** getsockopt(SO_ERROR): 0 or an errno name ("ECONNREFUSED"). */
+  socketError(fd: number): string | 0;
+  /** Waits (on the libuv thread pool) until fd is writable or timeoutMs passes; resolves SO_ERROR ('ETIMEDOUT' on timeout). */
+  waitConnected(fd: number, timeoutMs: number, callback: (err: string | 0) => void): void;
+  /** close(2), for a descriptor never handed to a net.Socket. */
+  closeFd(fd: number): void;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** Candidate locations: the repo's native/ seen from lib/intercept in dist/, .build/NAME/ or a source checkout. */
+function candidates(): string[] {
+  const out: string[] = [];
+  const env = process.env['SLUICE_NATIVE'];
+  if (env) out.push(env);
+  let dir = here;
+  for (let i = 0; i < 6; i++) {
+    out.push(join(dir, 'native', 'build', 'Release', 'sluice_sockopt.node'));
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  return out;
+}
+
+let cached: NativeSockopt | undefined;
+let loadError: string | undefined;
+
+export function loadNative(): NativeSockopt | undefined {
+  if (cached) return cached;
+  if (loadError !== undefined) return undefined;
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  for (const file of candidates()) {
+    if (!existsSync(file)) {
+      tried.push(file);
+      continue;
+    }
+    try {
+      cached = require(file) as NativeSockopt;
+      return cached;
+    } catch (err) {
+      loadError = `cannot load ${file}: ${(err as Error).message}`;
+      return undefined;
+    }
+  }
+  loadError = `native helper not built (looked for ${tried[0] ?? 'native/build/Release/sluice_sockopt.node'} and parents); run "npx node-gyp rebuild -C native"`;
+  return undefined;
+}
+
+/** The helper, or an Error naming what needs it and how to build it. */
+export function requireNative(what: string): NativeSockopt {
+  const n = loadNative();
+  if (n) return n;
+  throw new Error(`${what} needs the native socket helper: ${loadError ?? 'not available'}`);
+}

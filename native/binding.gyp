@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "sluice_sockopt",
+      "sources": ["src/sluice_sockopt.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"]
+    }
+  ]
+}
