@@ -3,6 +3,7 @@
  * (`-c FILE`), flags, repeatable options, `--` to end options. Errors are precise and name the command:
  * "sluice locks add: missing KEY".
  */
+import { editDistance } from '../daemon/edit-distance.js';
 
 export interface OptionSpec {
   /** Long name without dashes: "config". */
@@ -136,17 +137,4 @@ function suggestOption(name: string, spec: readonly OptionSpec[]): string {
   return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) ? ` (did you mean --${best}?)` : '';
 }
 
-/** Levenshtein distance, for "did you mean" hints. */
-export function editDistance(a: string, b: string): number {
-  if (a === b) return 0;
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      cur[j] = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + cost);
-    }
-    prev = cur;
-  }
-  return prev[b.length] as number;
-}
+export { editDistance } from '../daemon/edit-distance.js';

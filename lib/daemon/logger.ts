@@ -1,0 +1,65 @@
+/**
+ * The daemon's logger: pino writing JSON, or compact text lines (log-text-format.ts), to standard output or a
+ * file. lib/ code sees it only through the core Logger interface; doors make one child per session
+ * (`logger.child({session: id})`). Disabled levels cost nothing (pino's noop methods).
+ */
+import { destination, pino, stdSerializers, stdTimeFunctions, type DestinationStream, type Logger as PinoLogger } from 'pino';
+import type { Logger } from '../core/logger.js';
+import type { LogConfig } from './config-types.js';
+import { textLine } from './log-text-format.js';
+
+export interface DaemonLogger {
+  readonly logger: Logger;
+  readonly pino: PinoLogger;
+  setLevel(level: LogConfig['level']): void;
+  /** Reopens the log file (after logrotate moved it); no-op for standard output. */
+  reopen(): void;
+  /** Writes out everything buffered. */
+  flush(): Promise<void>;
+}
+
+export interface LoggerOptions {
+  /** Write here instead of stdout / the configured file (tests). */
+  readonly write?: (line: string) => void;
+}
+
+export function createDaemonLogger(cfg: Pick<LogConfig, 'level' | 'format' | 'file'>, opts: LoggerOptions = {}): DaemonLogger {
+  const sonic = opts.write ? undefined : destination({ dest: cfg.file ?? 1, sync: false, mkdir: true, append: true });
+  const sink: (s: string) => void = opts.write ?? ((s) => void sonic?.write(s));
+  const stream: DestinationStream = {
+    write: cfg.format === 'text' ? (s: string) => sink(textLine(s)) : (s: string) => sink(s),
+  };
+  const p = pino(
+    {
+      level: cfg.level,
+      base: undefined,
+      timestamp: cfg.format === 'json' ? stdTimeFunctions.isoTime : stdTimeFunctions.epochTime,
+      formatters: cfg.format === 'json' ? { level: (label) => ({ level: label }) } : {},
+      serializers: { err: stdSerializers.err },
+    },
+    stream,
+  );
+  return {
+    logger: p as unknown as Logger,
+    pino: p,
+    setLevel: (level) => {
+      p.level = level;
+    },
+    reopen: () => {
+      if (cfg.file && sonic) sonic.reopen();
+    },
+    flush: async () => {
+      if (!sonic) return;
+      await new Promise<void>((resolve) => {
+        try {
+          sonic.flush((err?: Error | null) => {
+            void err;
+            resolve();
+          });
+        } catch {
+          resolve();
+        }
+      });
+    },
+  };
+}

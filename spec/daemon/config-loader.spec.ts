@@ -1,0 +1,232 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULT_LIMITS } from '../../lib/core/limits.js';
+import { DiagnosticsError, formatDiagnostic, type Diagnostic } from '../../lib/core/errors.js';
+import { TOP_LEVEL_KEYS } from '../../lib/daemon/config-definition.js';
+import { loadConfig, parseConfig } from '../../lib/daemon/config-loader.js';
+import { repoRoot } from '../helpers/paths.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
+
+const FILE = '/etc/sluice/sluice.yaml';
+const MIN = 'intercept:\n  - listen: 127.0.0.1:10025\n    upstream: 127.0.0.1:25\n';
+
+function errorsOf(text: string): Diagnostic[] {
+  try {
+    parseConfig(text, FILE);
+  } catch (err) {
+    if (err instanceof DiagnosticsError) return [...err.diagnostics];
+    throw err;
+  }
+  assert.fail('expected the configuration to be refused');
+}
+
+function firstLines(text: string): string[] {
+  return errorsOf(text).map((d) => formatDiagnostic(d).split('\n')[0] as string);
+}
+
+describe('config loader', () => {
+  describe('defaults', () => {
+    it('fills every section from a minimal file', () => {
+      const c = parseConfig(MIN, FILE);
+      assert.equal(c.file, FILE);
+      assert.equal(c.stateDir, '/etc/sluice/.state');
+      assert.deepEqual(c.limits, DEFAULT_LIMITS);
+      assert.deepEqual(c.log, { level: 'info', format: 'text', addresses: 'plain', hashSalt: '' });
+      assert.equal(c.drainTimeout, 30_000);
+      assert.equal(c.locks.store, 'sqlite');
+      assert.equal(c.locks.path, '/etc/sluice/.state/locks.sqlite');
+      assert.equal(c.locks.sweepInterval, 60_000);
+      assert.deepEqual(c.locks.redis, { url: 'redis://127.0.0.1:6379', prefix: 'sluice:' });
+      assert.equal(c.quarantine.dir, '/etc/sluice/.state/quarantine');
+      assert.deepEqual(c.dns, { servers: [], timeout: 5000, retries: 2, cacheSize: 10_000 });
+      assert.deepEqual(c.spf, { enabled: true, skipAuthenticated: true });
+      assert.deepEqual(c.scanners, { onFailure: 'tempfail' });
+      assert.deepEqual(c.rules, []);
+      assert.equal(c.milter, undefined);
+      assert.deepEqual(c.intercept, [
+        {
+          name: 'intercept',
+          listen: { kind: 'tcp', host: '127.0.0.1', port: 10025 },
+          mode: 'fixed',
+          upstream: { host: '127.0.0.1', port: 25 },
+          proxyTrusted: [],
+          transparent: false,
+          bindPort: false,
+          starttls: 'forbid',
+          bareLf: 'reject',
+          holdMaxSize: 0,
+        },
+      ]);
+    });
+
+    it('converts units and resolves paths against the file', () => {
+      const c = parseConfig(
+        `state_dir: /var/lib/sluice
+rules: [a.rules, /abs/dir]
+limits: { message_size: 10MB, idle_timeout: 1h30m, command_line: 1KB }
+locks: { store: memory, allow: [192.0.2.0/24, "auth:postmaster"] }
+dns: { servers: ["192.0.2.53", "[2001:db8::53]:5353"] }
+scanners:
+  filter: { command: [/bin/cat], mode: file }
+  clamd: { address: 127.0.0.1:3310 }
+hooks:
+  notify: [/usr/bin/logger, -t, sluice]
+  page: { command: [pager], timeout: 5s }
+milter: { listen: "inet:10027@127.0.0.1" }
+policyd: { listen: unix:run/policy.sock }
+filter: { listen: "[::1]:10028", next_hop: 127.0.0.1 }
+`,
+        FILE,
+      );
+      assert.deepEqual(c.rules, ['/etc/sluice/a.rules', '/abs/dir']);
+      assert.equal(c.limits.messageSize, 10 * 1024 * 1024);
+      assert.equal(c.limits.idleTimeout, 90 * 60_000);
+      assert.equal(c.limits.commandLine, 1024);
+      assert.deepEqual(c.locks.allow, ['client:192.0.2.0/24', 'auth:postmaster']);
+      assert.deepEqual(c.dns.servers, [{ host: '192.0.2.53', port: 53 }, { host: '2001:db8::53', port: 5353 }]);
+      assert.equal(c.scanners.filter?.tempDir, '/var/lib/sluice/tmp');
+      assert.deepEqual(c.scanners.clamd, { address: { kind: 'tcp', host: '127.0.0.1', port: 3310 }, timeout: 60_000, maxSize: 25 * 1024 * 1024 });
+      assert.deepEqual(c.hooks['notify'], { command: ['/usr/bin/logger', '-t', 'sluice'], timeout: 30_000 });
+      assert.deepEqual(c.hooks['page'], { command: ['pager'], timeout: 5000 });
+      assert.deepEqual(c.milter?.listen, { kind: 'tcp', host: '127.0.0.1', port: 10027 });
+      assert.deepEqual(c.policyd?.listen, { kind: 'unix', path: '/etc/sluice/run/policy.sock' });
+      assert.deepEqual(c.filter, { listen: { kind: 'tcp', host: '::1', port: 10028 }, nextHop: { host: '127.0.0.1', port: 25 }, xforward: true, maxMessageSize: DEFAULT_LIMITS.messageSize });
+    });
+  });
+
+  describe('errors', () => {
+    it('names the key path, the position and the nearest known key for an unknown key', () => {
+      const [d, ...rest] = errorsOf(MIN + 'log:\n  levle: debug\n');
+      assert.equal(rest.length, 0);
+      assert.equal(formatDiagnostic(d as Diagnostic), [
+        '/etc/sluice/sluice.yaml:5:3: error[config/unknown-key]: unknown key log.levle',
+        '  5 |   levle: debug',
+        '    |   ^^^^^',
+        '  hint: did you mean "level"?',
+      ].join('\n'));
+    });
+
+    it('lists the known keys when nothing is near', () => {
+      const [d] = errorsOf(MIN + 'spf:\n  zzzzzzzz: 1\n');
+      assert.equal(d?.hint, 'known keys in spf: enabled, skip_authenticated');
+    });
+
+    it('reports every problem at once, in file order', () => {
+      assert.deepEqual(
+        firstLines(`log:
+  format: jsno
+limits:
+  idle_timeout: 30
+  message_size: 10 parsecs
+  recipients: -1
+intercept:
+  - listen: 127.0.0.1:10025
+    mode: fixed
+  - listen: 127.0.0.1:99999
+    mode: proxy
+    upstream: 192.0.2.1:25
+milter:
+  max_packet: 1MB
+drain_timeot: 5s
+`),
+        [
+          '/etc/sluice/sluice.yaml:2:11: error[config/value]: log.format: expected one of text, json, got "jsno"',
+          '/etc/sluice/sluice.yaml:4:17: error[config/value]: limits.idle_timeout: 30 has no unit; write e.g. 30s or 30ms',
+          '/etc/sluice/sluice.yaml:5:17: error[config/value]: limits.message_size: "10 parsecs" is not a size; write a number of bytes or use a unit: KB, MB, GB (e.g. 10MB)',
+          '/etc/sluice/sluice.yaml:6:15: error[config/value]: limits.recipients: expected an integer from 1 to 100000, got -1',
+          '/etc/sluice/sluice.yaml:8:5: error[config/missing-key]: missing key intercept[0].upstream',
+          '/etc/sluice/sluice.yaml:10:13: error[config/value]: intercept[1].listen: port 99999 is out of range (0..65535); a listen address is host:port, [v6]:port or unix:/path',
+          '/etc/sluice/sluice.yaml:14:3: error[config/missing-key]: missing key milter.listen',
+          '/etc/sluice/sluice.yaml:15:1: error[config/unknown-key]: unknown key drain_timeot',
+        ],
+      );
+    });
+
+    it('suggests the value for a near-miss word', () => {
+      const [d] = errorsOf(MIN + 'log: { format: jsno }\n');
+      assert.equal(d?.hint, 'did you mean "json"?');
+    });
+
+    it('checks cross-field rules of an intercept listener', () => {
+      assert.deepEqual(
+        firstLines(`intercept:
+  - listen: 127.0.0.1:10025
+    mode: proxy
+    bind_port: true
+  - listen: 127.0.0.1:10026
+    upstream: 127.0.0.1:10026
+`),
+        [
+          '/etc/sluice/sluice.yaml:2:5: error[config/missing-key]: missing key intercept[0].proxy_trusted',
+          '/etc/sluice/sluice.yaml:4:16: error[config/conflict]: intercept[0].bind_port: needs transparent: true',
+          '/etc/sluice/sluice.yaml:6:15: error[config/conflict]: intercept[1].upstream: 127.0.0.1:10026 is the listener itself (a loop)',
+        ],
+      );
+    });
+
+    it('refuses a shell string where a command (argv) is expected', () => {
+      const [d] = errorsOf(MIN + 'hooks:\n  notify: "logger -t x"\n');
+      assert.equal(formatDiagnostic(d as Diagnostic).split('\n')[0], '/etc/sluice/sluice.yaml:5:11: error[config/type]: hooks.notify: expected a command as a list of words, e.g. ["/usr/local/bin/notify", "--host"]');
+    });
+
+    it('needs at least one door', () => {
+      assert.deepEqual(firstLines('log: { level: info }\n'), ['/etc/sluice/sluice.yaml:1:1: error[config/no-door]: no door is enabled']);
+      assert.deepEqual(firstLines(''), ['/etc/sluice/sluice.yaml:1:1: error[config/no-door]: no door is enabled']);
+    });
+
+    it('refuses two doors on one address', () => {
+      assert.deepEqual(firstLines(MIN + 'policyd: { listen: 127.0.0.1:10025 }\n'), [
+        '/etc/sluice/sluice.yaml:4:10: error[config/conflict]: policyd.listen: the address is already used by intercept[0]',
+      ]);
+    });
+
+    it('reports YAML syntax errors and duplicate keys with positions', () => {
+      assert.deepEqual(firstLines(MIN + 'log: {level: info\n'), [
+        '/etc/sluice/sluice.yaml:5:1: error[config/yaml]: Flow map in block collection must be sufficiently indented and end with a }',
+      ]);
+      const dup = errorsOf(MIN + 'drain_timeout: 1s\ndrain_timeout: 2s\n');
+      assert.equal(dup[0]?.code, 'config/duplicate-key');
+      assert.equal(dup[0]?.location?.line, 5);
+    });
+
+    it('refuses a top level that is not a mapping', () => {
+      assert.deepEqual(firstLines('- a\n- b\n'), ['/etc/sluice/sluice.yaml:1:1: error[config/type]: the file: expected a mapping of configuration keys, got a list']);
+    });
+
+    it('says when the file cannot be read', async () => {
+      await assert.rejects(loadConfig('/nonexistent/sluice.yaml'), (err: unknown) => {
+        assert.ok(err instanceof DiagnosticsError);
+        assert.equal(err.message, 'error[config/read]: cannot read /nonexistent/sluice.yaml: no such file');
+        return true;
+      });
+    });
+  });
+
+  describe('conf/sluice.yaml', () => {
+    it('is valid and runs the intercept door on loopback in fixed mode', async () => {
+      const c = await loadConfig(join(repoRoot, 'conf', 'sluice.yaml'));
+      assert.equal(c.intercept.length, 1);
+      assert.deepEqual(c.intercept[0]?.listen, { kind: 'tcp', host: '127.0.0.1', port: 10025 });
+      assert.deepEqual(c.intercept[0]?.upstream, { host: '127.0.0.1', port: 25 });
+      assert.equal(c.stateDir, join(repoRoot, 'conf', '.state'));
+      assert.deepEqual(c.rules, [join(repoRoot, 'conf', 'rules')]);
+    });
+
+    it('documents every top-level key', () => {
+      const text = readFileSync(join(repoRoot, 'conf', 'sluice.yaml'), 'utf8');
+      for (const key of TOP_LEVEL_KEYS) assert.match(text, new RegExp(`^#? ?${key}:`, 'm'), `conf/sluice.yaml does not document ${key}`);
+    });
+
+    it('reads a file from disk relative to a cwd', async () => {
+      const tmp = makeTempDir();
+      try {
+        writeFileSync(join(tmp.path, 'x.yaml'), MIN);
+        const c = await loadConfig('x.yaml', tmp.path);
+        assert.equal(c.stateDir, join(tmp.path, '.state'));
+      } finally {
+        tmp.remove();
+      }
+    });
+  });
+});
