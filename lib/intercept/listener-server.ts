@@ -159,8 +159,9 @@ class ListenerServer extends EventEmitter implements InterceptListener {
       if (endpointEquals(destination, local) && this.bound && local.port === this.bound.port) {
         return 'destination is the listener itself (connection was not intercepted)';
       }
+      // smtp-gated/proxsmtp rule: an intercepted client talking to its own address would loop back to it.
+      if (normalizeIp(client.ip) === normalizeIp(destination.ip)) return 'destination is the client itself';
     }
-    if (mode !== 'fixed' && normalizeIp(client.ip) === normalizeIp(destination.ip)) return 'destination is the client itself';
     return undefined;
   }
 
