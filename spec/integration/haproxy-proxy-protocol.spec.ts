@@ -1,0 +1,138 @@
+import { strict as assert } from 'node:assert';
+import { once } from 'node:events';
+import * as net from 'node:net';
+import { requirePeer } from '../helpers/ci-guard.js';
+import { haproxyAvailable, startHaproxy, type HaproxyHandle } from '../helpers/haproxy.js';
+import { startByteRelay, type ByteRelay, type RelayEvent } from '../helpers/intercept-relay.js';
+import { freePort } from '../helpers/ports.js';
+
+/**
+ * client ──► haproxy (send-proxy / send-proxy-v2) ──► sluice listener (proxy mode) ──► upstream echo server.
+ * Asserts the client address sluice reports is the client's (not haproxy's) and that bytes go both ways.
+ */
+describe('integration: HAProxy PROXY protocol in front of the proxy-mode listener', function () {
+  this.timeout(30000);
+  let haproxy: HaproxyHandle | undefined;
+  let relay: ByteRelay | undefined;
+  let upstream: net.Server | undefined;
+  const events: RelayEvent[] = [];
+  const seenByUpstream: string[] = [];
+  const ports = { v1: 0, v2: 0, v2crc: 0, v6: 0, sluice: 0, upstream: 0 };
+
+  before(async function () {
+    requirePeer(this, haproxyAvailable(), 'haproxy');
+    ports.upstream = await freePort();
+    upstream = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.write('220 upstream ready\r\n');
+      s.on('data', (d: Buffer) => {
+        seenByUpstream.push(d.toString('latin1'));
+        s.write(`250 got ${d.length}\r\n`);
+      });
+    });
+    await new Promise<void>((r) => upstream?.listen(ports.upstream, '127.0.0.1', r));
+    ports.sluice = await freePort();
+    relay = await startByteRelay(
+      { listen: { ip: '127.0.0.1', port: ports.sluice }, mode: 'proxy', upstream: { ip: '127.0.0.1', port: ports.upstream }, proxyTrusted: ['127.0.0.1/32'] },
+      (e) => events.push(e),
+    );
+    ports.v1 = await freePort();
+    ports.v2 = await freePort();
+    ports.v2crc = await freePort();
+    ports.v6 = await freePort('::1');
+    const be = (name: string, opt: string): string => `backend ${name}\n  server sluice 127.0.0.1:${ports.sluice} ${opt}`;
+    haproxy = await startHaproxy(
+      [
+        `frontend f1\n  bind 127.0.0.1:${ports.v1}\n  default_backend b1`,
+        be('b1', 'send-proxy'),
+        `frontend f2\n  bind 127.0.0.1:${ports.v2}\n  default_backend b2`,
+        be('b2', 'send-proxy-v2'),
+        `frontend f3\n  bind 127.0.0.1:${ports.v2crc}\n  unique-id-format %{+X}o\\ %ci:%cp_%fi:%fp_%Ts_%rt\n  default_backend b3`,
+        be('b3', 'send-proxy-v2 proxy-v2-options crc32c,unique-id'),
+        `frontend f6\n  bind [::1]:${ports.v6}\n  default_backend b2`,
+      ].join('\n'),
+      [
+        { host: '127.0.0.1', port: ports.v1 },
+        { host: '127.0.0.1', port: ports.v2 },
+        { host: '127.0.0.1', port: ports.v2crc },
+        { host: '::1', port: ports.v6 },
+      ],
+    );
+  });
+
+  after(async () => {
+    await haproxy?.stop();
+    await relay?.close();
+    await new Promise<void>((r) => (upstream ? upstream.close(() => r()) : r()));
+  });
+
+  /** Connects from `localAddress`, reads the banner, sends one line, returns the client endpoint and the replies. */
+  async function session(host: string, port: number, localAddress: string): Promise<{ local: { ip: string; port: number }; text: string }> {
+    const before = events.length;
+    const s = net.connect({ host, port, localAddress });
+    await once(s, 'connect');
+    const local = { ip: s.localAddress ?? '', port: s.localPort ?? 0 };
+    let text = '';
+    s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    const until = async (re: RegExp): Promise<void> => {
+      const deadline = Date.now() + 5000;
+      while (!re.test(text)) {
+        if (Date.now() > deadline) throw new Error(`timeout waiting for ${re} in ${JSON.stringify(text)}; events ${JSON.stringify(events.slice(before))}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    await until(/^220 upstream ready\r\n/);
+    s.write('EHLO client.example\r\n');
+    await until(/250 got 21\r\n/);
+    s.end();
+    return { local, text };
+  }
+
+  function lastRelayed(): Extract<RelayEvent, { kind: 'relayed' }> {
+    const e = [...events].reverse().find((x) => x.kind === 'relayed');
+    assert.ok(e && e.kind === 'relayed', JSON.stringify(events));
+    return e;
+  }
+
+  it('send-proxy (v1): sluice sees the client address and port, not haproxy', async () => {
+    const { local, text } = await session('127.0.0.1', ports.v1, '127.0.0.23');
+    assert.equal(text, '220 upstream ready\r\n250 got 21\r\n');
+    const e = lastRelayed();
+    assert.deepEqual(e.client, { ip: '127.0.0.23', port: local.port });
+    assert.equal(e.source, 'proxy');
+    assert.equal(e.proxyVersion, 1);
+    assert.deepEqual(e.destination, { ip: '127.0.0.1', port: ports.upstream });
+    assert.ok(seenByUpstream.includes('EHLO client.example\r\n'));
+  });
+
+  it('send-proxy-v2: sluice sees the client address and port', async () => {
+    const { local } = await session('127.0.0.1', ports.v2, '127.0.0.42');
+    const e = lastRelayed();
+    assert.deepEqual(e.client, { ip: '127.0.0.42', port: local.port });
+    assert.equal(e.proxyVersion, 2);
+  });
+
+  it('send-proxy-v2 with CRC32C and UNIQUE_ID TLVs: checksum verified, TLVs skipped', async () => {
+    const { local } = await session('127.0.0.1', ports.v2crc, '127.0.0.43');
+    const e = lastRelayed();
+    assert.deepEqual(e.client, { ip: '127.0.0.43', port: local.port });
+    assert.ok(e.tlvTypes?.includes(0x03) && e.tlvTypes.includes(0x05), JSON.stringify(e.tlvTypes));
+  });
+
+  it('send-proxy-v2 from an IPv6 client: sluice sees ::1', async () => {
+    const { local } = await session('::1', ports.v6, '::1');
+    assert.deepEqual(lastRelayed().client, { ip: '::1', port: local.port });
+  });
+
+  it('a direct connection without a PROXY header is refused and never reaches the upstream', async () => {
+    const before = seenByUpstream.length;
+    const s = net.connect({ host: '127.0.0.1', port: ports.sluice });
+    s.on('error', () => undefined);
+    await once(s, 'connect');
+    s.write('EHLO direct\r\n');
+    await once(s, 'close');
+    const e = events[events.length - 1];
+    assert.ok(e && e.kind === 'refused' && e.reason === 'proxy-invalid', JSON.stringify(e));
+    assert.equal(seenByUpstream.length, before);
+  });
+});
