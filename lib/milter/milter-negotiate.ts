@@ -1,0 +1,103 @@
+/**
+ * Option negotiation (SMFIC_OPTNEG, protocols.md §1.4/§1.5): ask the MTA only for the events the loaded rules and
+ * scanners use, promise no reply (NR_*) where we never act, and request the macros we read.
+ * Pure: the offer and our needs in, the answer out.
+ */
+import { ProtocolError } from '../core/errors.js';
+import type { PolicyNeeds } from '../core/policy-port.js';
+import type { MacroListRequest } from './milter-codec.js';
+import { Action, MILTER_MIN_VERSION, MILTER_VERSION, MacroStage, Proto } from './milter-constants.js';
+
+export interface MilterOffer {
+  readonly version: number;
+  readonly actions: number;
+  readonly protocol: number;
+}
+
+export interface Negotiated {
+  readonly version: number;
+  readonly actions: number;
+  readonly protocol: number;
+  readonly macroLists: readonly MacroListRequest[];
+}
+
+/** Macros sluice reads, per SMFIM stage. Names Postfix does not know are silently left out by it. */
+export const MACRO_REQUESTS: readonly MacroListRequest[] = Object.freeze([
+  { stage: MacroStage.CONNECT, names: 'j _ {daemon_name} {daemon_addr} {daemon_port} {client_addr} {client_port} {client_name} {client_ptr}' },
+  { stage: MacroStage.HELO, names: '{tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}' },
+  { stage: MacroStage.ENVFROM, names: 'i {auth_type} {auth_authen} {auth_author} {mail_addr} {tls_version} {cipher}' },
+  { stage: MacroStage.ENVRCPT, names: 'i {rcpt_addr}' },
+  { stage: MacroStage.DATA, names: 'i' },
+  { stage: MacroStage.EOM, names: 'i' },
+  { stage: MacroStage.EOH, names: 'i' },
+]);
+
+/** What the session needs from the MTA, derived from the policy and the scanner set. */
+export interface MilterWants {
+  readonly needs: PolicyNeeds;
+  readonly scanners: boolean;
+}
+
+/** True when the message headers must be received at all. */
+export function wantsHeaders(w: MilterWants): boolean {
+  return w.scanners || w.needs.headers || w.needs.stages.has('header') || w.needs.stages.has('eom') || w.needs.stages.has('eoh');
+}
+
+/** True when body chunks must be received: scanners read them, and eom rules may read the message size. */
+export function wantsBody(w: MilterWants): boolean {
+  return w.scanners || w.needs.stages.has('eom');
+}
+
+export function negotiate(offer: MilterOffer, wants: MilterWants): Negotiated | ProtocolError {
+  if (offer.version < MILTER_MIN_VERSION) return new ProtocolError(`MTA offers milter protocol version ${offer.version}; at least ${MILTER_MIN_VERSION} is needed`, 'milter');
+  const version = Math.min(offer.version, MILTER_VERSION);
+  // libmilter: an MTA that offers nothing means the version-1/2 defaults.
+  const offeredActions = offer.actions === 0 ? 0x0f : offer.actions;
+  const offeredProto = offer.protocol === 0 ? 0x3f : offer.protocol;
+  const can = (bit: number): boolean => (offeredProto & bit) !== 0;
+  const stages = wants.needs.stages;
+
+  let protocol = 0;
+  const add = (bit: number): void => {
+    if (can(bit)) protocol |= bit;
+  };
+  // Connect, HELO, MAIL and RCPT always come: they fill the transaction later rules read. We answer them only
+  // when a rule is bound to that stage (auth rules are judged at MAIL, where the auth macros arrive).
+  if (!stages.has('connect')) add(Proto.NR_CONN);
+  if (!stages.has('helo')) add(Proto.NR_HELO);
+  if (!stages.has('mail') && !stages.has('auth')) add(Proto.NR_MAIL);
+  if (!stages.has('rcpt')) add(Proto.NR_RCPT);
+  if (!stages.has('data')) {
+    add(Proto.NODATA);
+    add(Proto.NR_DATA);
+  }
+  if (!wantsHeaders(wants)) {
+    add(Proto.NOHDRS);
+    add(Proto.NR_HDR);
+  } else {
+    if (!stages.has('header')) add(Proto.NR_HDR);
+    // Exact header bytes (for scanners and for our own added headers): we add the leading space ourselves.
+    add(Proto.HDR_LEADSPC);
+  }
+  if (!stages.has('eoh')) {
+    add(Proto.NOEOH);
+    add(Proto.NR_EOH);
+  }
+  if (!wantsBody(wants)) {
+    add(Proto.NOBODY);
+    add(Proto.NR_BODY);
+  } else if (!wants.scanners || !can(Proto.SKIP)) {
+    // Without scanners, or without SKIP, a body reply buys nothing: take the chunks without answering.
+    add(Proto.NR_BODY);
+  } else {
+    // Answer body chunks so we can send SKIP once a message outgrows what the scanners take.
+    protocol |= Proto.SKIP;
+  }
+  add(Proto.NOUNKNOWN);
+  add(Proto.NR_UNKN);
+
+  const wantActions = Action.ADDHDRS | Action.CHGHDRS | Action.QUARANTINE | Action.SETSYMLIST;
+  const actions = wantActions & offeredActions;
+  const macroLists = version >= 6 && (offeredActions & Action.SETSYMLIST) !== 0 ? MACRO_REQUESTS : [];
+  return { version, actions, protocol, macroLists };
+}
