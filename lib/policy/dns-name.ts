@@ -45,9 +45,9 @@ export function reverseAddress(ip: string): string | undefined {
   return expandIpv6(addr).split('').reverse().join('.');
 }
 
-/** The 32 hex digits of an IPv6 address, lower case, no separators. */
-export function expandIpv6(ip: string): string {
-  let addr = ip.toLowerCase();
+/** The 32 hex digits of an IPv6 address, no separators (lower case unless `keepCase`). */
+export function expandIpv6(ip: string, keepCase = false): string {
+  let addr = keepCase ? ip : ip.toLowerCase();
   // embedded IPv4 tail (::ffff:1.2.3.4, 64:ff9b::1.2.3.4)
   const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(addr);
   if (v4) {
