@@ -1,0 +1,52 @@
+/**
+ * The milter door: Postfix (smtpd_milters / non_smtpd_milters) or Sendmail talks milter v6 to sluice's engine.
+ */
+import type { Door, DoorDeps } from '../daemon/door.js';
+import { DEFAULT_MAX_PACKET } from './milter-constants.js';
+import { MilterServer, parseListenAddress } from './milter-server.js';
+
+export interface MilterDoorOptions {
+  /** `inet:127.0.0.1:8890`, `inet:8890@127.0.0.1`, `unix:/run/sluice/milter.sock`. */
+  readonly listen: string;
+  /** Largest packet accepted from the MTA, in bytes (default 1 MiB + 64 KiB). */
+  readonly maxPacket?: number;
+  /** Close a connection the MTA leaves silent this long (default 10 minutes: longer than Postfix's smtpd_timeout). */
+  readonly readTimeoutMs?: number;
+  /** SMFIR_PROGRESS interval while a verdict waits on slow work (default 10 s; Postfix's command timeout is 30 s). */
+  readonly progressIntervalMs?: number;
+  /** Unix socket mode (default 0o660). */
+  readonly socketMode?: number;
+  /** Door name for logs (default "milter"). */
+  readonly name?: string;
+}
+
+export const MILTER_DEFAULTS = Object.freeze({ maxPacket: DEFAULT_MAX_PACKET, readTimeoutMs: 600_000, progressIntervalMs: 10_000, socketMode: 0o660 });
+
+export function createMilterDoor(options: MilterDoorOptions, deps: DoorDeps): Door {
+  const address = parseListenAddress(options.listen);
+  if (typeof address === 'string') throw new Error(address);
+  const maxPacket = options.maxPacket ?? MILTER_DEFAULTS.maxPacket;
+  if (!Number.isInteger(maxPacket) || maxPacket < 65536 || maxPacket > 64 * 1024 * 1024) throw new Error(`milter maxPacket ${maxPacket} must be an integer from 65536 to 67108864`);
+  const server = new MilterServer(
+    {
+      address,
+      maxPacket,
+      readTimeoutMs: options.readTimeoutMs ?? MILTER_DEFAULTS.readTimeoutMs,
+      progressIntervalMs: Math.max(100, options.progressIntervalMs ?? MILTER_DEFAULTS.progressIntervalMs),
+      socketMode: options.socketMode ?? MILTER_DEFAULTS.socketMode,
+    },
+    deps,
+  );
+  return {
+    name: options.name ?? 'milter',
+    start: () => server.start(),
+    stop: (drainMs) => server.stop(drainMs),
+    update: (d) => server.update(d),
+    get addresses() {
+      return server.addresses;
+    },
+    get activeSessions() {
+      return server.activeSessions;
+    },
+  };
+}
