@@ -354,7 +354,8 @@ const interceptListeners: Schema<InterceptListenerConfig[]> = {
 const milter = object<MilterConfig>({
   listen: required(listen),
   maxPacket: withDefault(sizeIn(65535, 64 * 1024 * 1024), 1024 * 1024),
-  timeout: withDefault(duration, 300_000),
+  timeout: withDefault(duration, 600_000),
+  progressInterval: withDefault(duration, 10_000),
 });
 
 const filterDoor = object<FilterDoorConfig>({
@@ -367,6 +368,11 @@ const filterDoor = object<FilterDoorConfig>({
 const policyd = object<PolicydConfig>({
   listen: required(listen),
   maxRequest: withDefault(sizeIn(1024, 1024 * 1024), 64 * 1024),
+  allowFrom: withDefault(list(cidr, { min: 1 }), () => [
+    { address: '127.0.0.0', prefix: 8, family: 4 as const },
+    { address: '::1', prefix: 128, family: 6 as const },
+  ]),
+  acceptAction: withDefault(oneOf(['dunno', 'ok'] as const), 'dunno'),
 });
 
 const hostnameSchema = scalar('a host name', (v) => {

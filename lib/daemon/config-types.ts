@@ -130,6 +130,8 @@ export interface MilterConfig {
   readonly listen: ListenAddress;
   readonly maxPacket: number;
   readonly timeout: number;
+  /** SMFIR_PROGRESS interval while slow work runs. */
+  readonly progressInterval: number;
 }
 
 export interface FilterDoorConfig {
@@ -142,6 +144,10 @@ export interface FilterDoorConfig {
 export interface PolicydConfig {
   readonly listen: ListenAddress;
   readonly maxRequest: number;
+  /** TCP clients allowed to connect (default loopback only). */
+  readonly allowFrom: readonly Cidr[];
+  /** What an accept verdict answers: dunno (later restrictions still apply) or ok. */
+  readonly acceptAction: 'dunno' | 'ok';
 }
 
 export interface SluiceConfig {

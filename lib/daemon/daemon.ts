@@ -1,0 +1,279 @@
+/**
+ * The daemon's lifecycle: start (load, build, bind every door, drop privileges), reload (SIGHUP: build the new
+ * configuration and rules completely, then swap; a bad one is refused and the old one keeps serving), and stop
+ * (SIGTERM/SIGINT: stop accepting, drain within drain_timeout, close stores).
+ */
+import { setTimeout as delay } from 'node:timers/promises';
+import { configureAddressPrivacy } from '../core/address-privacy.js';
+import { DiagnosticsError, formatDiagnostic } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { buildRuntime, type Runtime } from './compose.js';
+import { loadConfig } from './config-loader.js';
+import type { SluiceConfig } from './config-types.js';
+import { planDoors, samePlan, type DoorPlan, type DoorRegistry } from './door-registry.js';
+import type { Door } from './door.js';
+import { createDaemonLogger, type DaemonLogger } from './logger.js';
+import { dropPrivileges } from './privileges.js';
+
+export interface DaemonOptions {
+  readonly configPath: string;
+  readonly cwd?: string;
+  readonly registry: DoorRegistry;
+  /** Send log lines here instead of the configured destination (tests). */
+  readonly logWrite?: (line: string) => void;
+}
+
+interface RunningDoor {
+  readonly plan: DoorPlan;
+  readonly door: Door;
+  /** The runtime whose deps it was built or last updated with. */
+  runtime: Runtime;
+}
+
+export interface ReloadOutcome {
+  readonly ok: boolean;
+  readonly kept: readonly string[];
+  readonly started: readonly string[];
+  readonly stopped: readonly string[];
+}
+
+/** How long a restarted listener waits for its old socket to be released. */
+const REBIND_WAIT_MS = 3000;
+
+export class Daemon {
+  private readonly doors = new Map<string, RunningDoor>();
+  /** Runtimes replaced by a reload, closed once their sessions had time to finish. */
+  private readonly retired = new Set<{ runtime: Runtime; timer: NodeJS.Timeout; keepLocks: boolean }>();
+  private busy: Promise<unknown> = Promise.resolve();
+  private stopping: Promise<void> | undefined;
+  private resolveStopped!: () => void;
+  /** Resolves once the daemon has stopped. */
+  readonly stopped: Promise<void> = new Promise((r) => (this.resolveStopped = r));
+
+  private constructor(
+    private readonly options: DaemonOptions,
+    private config: SluiceConfig,
+    private log: DaemonLogger,
+    private runtime: Runtime,
+  ) {}
+
+  get logger(): Logger {
+    return this.log.logger;
+  }
+  get configuration(): SluiceConfig {
+    return this.config;
+  }
+  /** Running doors by key ("intercept:edge", "milter"). */
+  get runningDoors(): ReadonlyMap<string, Door> {
+    return new Map([...this.doors].map(([k, d]) => [k, d.door]));
+  }
+
+  /** Loads the configuration and starts every door. Throws DiagnosticsError for a bad configuration or rules. */
+  static async start(options: DaemonOptions): Promise<Daemon> {
+    const config = await loadConfig(options.configPath, options.cwd);
+    configureAddressPrivacy(config.log.addresses, config.log.hashSalt);
+    const log = createDaemonLogger(config.log, options.logWrite ? { write: options.logWrite } : {});
+    let runtime: Runtime;
+    try {
+      runtime = await buildRuntime(config, log.logger);
+    } catch (err) {
+      await log.flush();
+      throw err;
+    }
+    const daemon = new Daemon(options, config, log, runtime);
+    try {
+      for (const plan of planDoors(config)) await daemon.startDoor(plan, runtime);
+      dropPrivileges(config.user, config.group, config.stateDir, log.logger);
+    } catch (err) {
+      log.logger.error({ err }, 'start failed');
+      await daemon.stop(0);
+      throw err;
+    }
+    log.logger.info(
+      { config: config.file, doors: [...daemon.doors.keys()], rules: runtime.policy.files.length, ...(runtime.policy.rules !== undefined ? { rule_count: runtime.policy.rules } : {}), pid: process.pid },
+      'sluice started',
+    );
+    return daemon;
+  }
+
+  private async startDoor(plan: DoorPlan, runtime: Runtime): Promise<RunningDoor> {
+    const doorLogger = this.log.logger.child({ door: plan.name });
+    const door = this.options.registry.create(plan, runtime.config, runtime.depsFor(plan.name, doorLogger));
+    await door.start();
+    const running: RunningDoor = { plan, door, runtime };
+    this.doors.set(plan.key, running);
+    this.log.logger.info({ door: plan.name, kind: plan.kind, listen: plan.listen, addresses: door.addresses }, 'door listening');
+    return running;
+  }
+
+  /** Starts a door whose address an old door is releasing: retries while the address is still in use. */
+  private async startDoorRebind(plan: DoorPlan, runtime: Runtime): Promise<RunningDoor> {
+    const deadline = Date.now() + REBIND_WAIT_MS;
+    for (;;) {
+      try {
+        return await this.startDoor(plan, runtime);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || Date.now() > deadline) throw err;
+        await delay(50);
+      }
+    }
+  }
+
+  /** SIGHUP. Serialised: a reload waits for the one before it. Never throws. */
+  reload(): Promise<ReloadOutcome> {
+    const next = this.busy.then(() => this.doReload());
+    this.busy = next.catch(() => undefined);
+    return next;
+  }
+
+  private async doReload(): Promise<ReloadOutcome> {
+    const refused: ReloadOutcome = { ok: false, kept: [], started: [], stopped: [] };
+    if (this.stopping) return refused;
+    const logger = this.log.logger;
+    this.log.reopen();
+    logger.info({ config: this.config.file }, 'reloading configuration');
+    let config: SluiceConfig;
+    let runtime: Runtime;
+    try {
+      config = await loadConfig(this.options.configPath, this.options.cwd);
+      runtime = await buildRuntime(config, logger, this.runtime);
+    } catch (err) {
+      this.logRefusal(err);
+      return refused;
+    }
+    const old = this.runtime;
+    const locksShared = runtime.locks === old.locks;
+    // A new format or destination needs a new logger; it only replaces the old one if the reload commits.
+    const oldLog = this.log;
+    const logChanged = config.log.format !== this.config.log.format || config.log.file !== this.config.log.file;
+    if (logChanged) this.log = createDaemonLogger(config.log, this.options.logWrite ? { write: this.options.logWrite } : {});
+    if (config.user !== this.config.user || config.group !== this.config.group) {
+      logger.warn({}, 'user/group changes take effect at the next restart');
+    }
+
+    const plans = planDoors(config);
+    const newKeys = new Set(plans.map((p) => p.key));
+    const keep: DoorPlan[] = [];
+    const fresh: DoorPlan[] = [];
+    const rebind: DoorPlan[] = [];
+    const leaving = [...this.doors.values()].filter((d) => !newKeys.has(d.plan.key) || !plans.some((p) => samePlan(p, d.plan)));
+    const leavingAddresses = new Set(leaving.map((d) => d.plan.listen));
+    for (const p of plans) {
+      const cur = this.doors.get(p.key);
+      if (cur && samePlan(cur.plan, p)) keep.push(p);
+      else if (leavingAddresses.has(p.listen) && !p.listen.endsWith(':0')) rebind.push(p);
+      else fresh.push(p);
+    }
+
+    // 1. Doors on new addresses start before anything is touched; if one fails, the reload is refused whole.
+    const startedFresh: RunningDoor[] = [];
+    const previousEntries = new Map(leaving.map((d) => [d.plan.key, d]));
+    try {
+      for (const p of fresh) {
+        const prev = this.doors.get(p.key);
+        const r = await this.startDoor(p, runtime);
+        startedFresh.push(r);
+        if (prev) this.doors.set(p.key, prev); // not swapped in until the reload commits
+      }
+    } catch (err) {
+      for (const r of startedFresh) await r.door.stop(0).catch(() => undefined);
+      for (const [k, d] of previousEntries) this.doors.set(k, d);
+      await runtime.close(locksShared);
+      if (logChanged) {
+        await this.log.flush();
+        this.log = oldLog;
+      }
+      this.logRefusal(err);
+      return refused;
+    }
+
+    // 2. Commit: from here on the new configuration is the running one.
+    this.config = config;
+    this.runtime = runtime;
+    configureAddressPrivacy(config.log.addresses, config.log.hashSalt);
+    this.log.setLevel(config.log.level);
+    if (logChanged) void oldLog.flush();
+    for (const r of startedFresh) this.doors.set(r.plan.key, r);
+    for (const p of keep) {
+      const cur = this.doors.get(p.key) as RunningDoor;
+      cur.door.update(runtime.depsFor(p.name, this.log.logger.child({ door: p.name })));
+      cur.runtime = runtime;
+    }
+    const drainMs = old.config.drainTimeout;
+    const stopped: string[] = [];
+    for (const d of leaving) {
+      if (!startedFresh.some((r) => r.plan.key === d.plan.key)) this.doors.delete(d.plan.key);
+      stopped.push(d.plan.key);
+      void d.door.stop(drainMs).catch((err: unknown) => logger.warn({ err, door: d.plan.name }, 'error while stopping a door'));
+      logger.info({ door: d.plan.name, listen: d.plan.listen }, 'door stopping (reload)');
+    }
+
+    // 3. Listeners restarted on an address the old door is releasing.
+    const started = startedFresh.map((r) => r.plan.key);
+    for (const p of rebind) {
+      try {
+        await this.startDoorRebind(p, runtime);
+        started.push(p.key);
+      } catch (err) {
+        logger.error({ err, door: p.name, listen: p.listen }, 'door could not be restarted with its new settings; it is down until the next reload');
+      }
+    }
+
+    this.retire(old, locksShared, drainMs);
+    logger.info({ config: config.file, kept: keep.map((p) => p.key), started, stopped, rules: runtime.policy.files.length }, 'configuration reloaded');
+    return { ok: true, kept: keep.map((p) => p.key), started, stopped };
+  }
+
+  private logRefusal(err: unknown): void {
+    const logger = this.log.logger;
+    // (this.log is the running logger here: a refused reload never changes it)
+    if (err instanceof DiagnosticsError) {
+      for (const d of err.diagnostics) logger.error({ code: d.code, ...(d.location ? { file: d.location.file, line: d.location.line, column: d.location.column } : {}), detail: formatDiagnostic(d) }, d.message);
+    } else {
+      logger.error({ err }, 'reload failed');
+    }
+    logger.error({ config: this.config.file }, 'reload refused; the running configuration stays in force');
+  }
+
+  /** Closes a replaced runtime once sessions that started under it had drain_timeout to finish. */
+  private retire(runtime: Runtime, keepLocks: boolean, afterMs: number): void {
+    const entry = {
+      runtime,
+      keepLocks,
+      timer: setTimeout(() => {
+        this.retired.delete(entry);
+        void runtime.close(keepLocks);
+      }, afterMs + 1000),
+    };
+    entry.timer.unref();
+    this.retired.add(entry);
+  }
+
+  /** SIGTERM/SIGINT: stop accepting, give sessions `drainMs` (default drain_timeout), close everything. */
+  stop(drainMs?: number): Promise<void> {
+    if (!this.stopping) this.stopping = this.doStop(drainMs ?? this.config.drainTimeout);
+    return this.stopping;
+  }
+
+  private async doStop(drainMs: number): Promise<void> {
+    const logger = this.log.logger;
+    await this.busy.catch(() => undefined);
+    const active = [...this.doors.values()].reduce((n, d) => n + d.door.activeSessions, 0);
+    logger.info({ doors: [...this.doors.keys()], active_sessions: active, drain_ms: drainMs }, 'stopping');
+    await Promise.all(
+      [...this.doors.values()].map((d) =>
+        d.door.stop(drainMs).catch((err: unknown) => logger.warn({ err, door: d.plan.name }, 'error while stopping a door')),
+      ),
+    );
+    this.doors.clear();
+    for (const r of this.retired) {
+      clearTimeout(r.timer);
+      await r.runtime.close(r.keepLocks);
+    }
+    this.retired.clear();
+    await this.runtime.close(false);
+    logger.info({}, 'sluice stopped');
+    await this.log.flush();
+    this.resolveStopped();
+  }
+}

@@ -1,0 +1,23 @@
+/**
+ * Maps each door's config section onto its module's options and registers the factory. Wiring a new door is
+ * one `register` call here.
+ */
+import { createMilterDoor } from '../milter/milter-door.js';
+import { createPolicyDoor } from '../milter/policy-door.js';
+import { formatCidr, type ListenAddress } from './config-units.js';
+import { DoorRegistry } from './door-registry.js';
+
+/** Milter-style listen spec: "inet:PORT@HOST" or "unix:/path". */
+export function milterListen(a: ListenAddress): string {
+  return a.kind === 'unix' ? `unix:${a.path}` : `inet:${a.port}@${a.host}`;
+}
+
+export function builtinDoors(): DoorRegistry {
+  return new DoorRegistry()
+    .register('milter', (s, _config, deps) =>
+      createMilterDoor({ listen: milterListen(s.listen), maxPacket: s.maxPacket, readTimeoutMs: s.timeout, progressIntervalMs: s.progressInterval, name: 'milter' }, deps),
+    )
+    .register('policyd', (s, _config, deps) =>
+      createPolicyDoor({ listen: s.listen, maxRequest: s.maxRequest, allowFrom: s.allowFrom.map(formatCidr), acceptAction: s.acceptAction }, deps),
+    );
+}
