@@ -1,0 +1,112 @@
+/** Peers started inside namespaces for e2e tests: smtp-sink, the intercept byte relay, swaks. */
+import { chownSync, chmodSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ListenerOptions } from '../../lib/intercept/listener.js';
+import type { RelayEvent } from './intercept-relay.js';
+import type { Netns } from './netns.js';
+import { buildRoot } from './paths.js';
+import { makeTempDir } from './temp-dir.js';
+
+export const SMTP_SINK = '/usr/sbin/smtp-sink';
+
+async function waitFor<T>(what: string, fn: () => T | undefined, timeoutMs = 8000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Waits until something listens on TCP `port` inside `ns`. */
+export async function waitListening(ns: Netns, port: number): Promise<void> {
+  await waitFor(`a listener on port ${port} in ${ns.name}`, () => {
+    const r = ns.run(['ss', '-Hltn', `sport = :${port}`]);
+    return r.stdout.trim() !== '' ? true : undefined;
+  });
+}
+
+export interface SinkHandle {
+  /** The dumped messages (smtp-sink prepends X-Client-Addr etc.). */
+  messages(): string[];
+  waitForMessages(n: number): Promise<string[]>;
+  remove(): void;
+}
+
+/** smtp-sink on ip:port inside `ns`, dumping every transaction into a private temp dir. */
+export async function startSmtpSink(ns: Netns, ip: string, port: number): Promise<SinkHandle> {
+  const tmp = makeTempDir('sluice-sink-');
+  const pw = ns.run(['id', '-u', 'postfix']);
+  const uid = Number(pw.stdout.trim());
+  chmodSync(tmp.path, 0o700);
+  if (Number.isInteger(uid) && uid > 0) chownSync(tmp.path, uid, -1);
+  ns.spawn([SMTP_SINK, '-u', 'postfix', '-h', 'sink.test', '-d', join(tmp.path, 'm.'), `${ip}:${port}`, '50']);
+  await waitListening(ns, port);
+  const messages = (): string[] =>
+    readdirSync(tmp.path)
+      .sort()
+      .map((f) => readFileSync(join(tmp.path, f), 'latin1'));
+  return {
+    messages,
+    waitForMessages: (n) => waitFor(`${n} message(s) in smtp-sink`, () => (messages().length >= n ? messages() : undefined)),
+    remove: () => tmp.remove(),
+  };
+}
+
+export interface RelayHandle {
+  readonly address: string;
+  readonly events: RelayEvent[];
+  waitForEvent(pred: (e: RelayEvent) => boolean, what?: string): Promise<RelayEvent>;
+  readonly output: () => string;
+}
+
+/** The intercept byte relay (spec/helpers/intercept-relay-main.js of this build) running inside `ns`. */
+export async function startRelayIn(ns: Netns, opts: ListenerOptions, connectTimeoutMs = 3000): Promise<RelayHandle> {
+  const script = join(buildRoot, 'spec', 'helpers', 'intercept-relay-main.js');
+  const child = ns.spawn([process.execPath, script, JSON.stringify(opts), String(connectTimeoutMs)]);
+  const events: RelayEvent[] = [];
+  let out = '';
+  let pending = '';
+  let address: string | undefined;
+  let failed: string | undefined;
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+    pending += d.toString();
+    let nl: number;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      if (line.startsWith('READY ')) address = line.slice(6);
+      else if (line.startsWith('FAILED ')) failed = line.slice(7);
+      else if (line.startsWith('{')) events.push(JSON.parse(line) as RelayEvent);
+    }
+  });
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  await waitFor('the relay to start', () => {
+    if (failed !== undefined) throw new Error(`relay failed to start: ${failed}`);
+    if (child.exitCode !== null) throw new Error(`relay exited: ${out}`);
+    return address;
+  });
+  return {
+    address: address ?? '',
+    events,
+    output: () => out,
+    waitForEvent: (pred, what = 'a relay event') =>
+      waitFor(`${what} (have ${JSON.stringify(events)}; output ${out})`, () => events.find(pred)),
+  };
+}
+
+export interface SwaksResult {
+  readonly status: number | null;
+  readonly transcript: string;
+}
+
+/** swaks inside `ns` against server:port; returns its transcript (stdout + stderr). */
+export async function swaks(ns: Netns, server: string, port: number, extra: string[] = []): Promise<SwaksResult> {
+  const r = await ns.runAsync(
+    ['swaks', '--server', server, '--port', String(port), '--from', 'alice@client.test', '--to', 'bob@server.test', '--helo', 'client.test', '--timeout', '8', ...extra],
+    20000,
+  );
+  return { status: r.status, transcript: r.stdout + r.stderr };
+}
