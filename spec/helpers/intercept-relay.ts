@@ -17,7 +17,7 @@ import { connectUpstream } from '../../lib/intercept/upstream-connect.js';
 
 export type RelayEvent =
   | { kind: 'relayed'; client: Endpoint; destination: Endpoint; source: string; upstreamLocal: Endpoint; proxyVersion?: number; tlvTypes?: number[] }
-  | { kind: 'refused'; client: Endpoint; reason: string; detail: string }
+  | { kind: 'refused'; client: Endpoint; reason: string; detail: string; destination?: Endpoint }
   | { kind: 'upstream-failed'; client: Endpoint; destination: Endpoint; code: string };
 
 export interface ByteRelay {
@@ -35,7 +35,7 @@ export async function startByteRelay(
   const live = new Set<net.Socket>();
   listener.on('refused', (r) => {
     if (r.reason === 'loop') r.end?.('554 5.4.6 loop detected\r\n');
-    onEvent({ kind: 'refused', client: r.client, reason: r.reason, detail: r.detail });
+    onEvent({ kind: 'refused', client: r.client, reason: r.reason, detail: r.detail, ...(r.destination ? { destination: r.destination } : {}) });
   });
   listener.on('connection', (c: AcceptedConnection) => {
     const client = c.socket;

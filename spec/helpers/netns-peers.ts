@@ -110,3 +110,12 @@ export async function swaks(ns: Netns, server: string, port: number, extra: stri
   );
   return { status: r.status, transcript: r.stdout + r.stderr };
 }
+
+/** Connects from inside `ns` with Node (works where swaks lacks IPv6), returns what the server sent until close. */
+export async function tcpProbe(ns: Netns, host: string, port: number, timeoutMs = 5000): Promise<string> {
+  const script = `const s=require('net').connect({host:process.argv[1],port:+process.argv[2]});let o='';
+s.on('data',d=>o+=d.toString('latin1'));s.on('error',e=>{o+='ERROR '+e.code;});
+s.on('close',()=>{process.stdout.write(o);process.exit(0)});setTimeout(()=>{process.stdout.write(o+'TIMEOUT');process.exit(0)},${timeoutMs});`;
+  const r = await ns.runAsync([process.execPath, '-e', script, host, String(port)], timeoutMs + 5000);
+  return r.stdout;
+}
