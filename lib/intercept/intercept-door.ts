@@ -1,0 +1,137 @@
+/**
+ * The intercept door: listeners (fixed, tproxy, redirect, proxy: the transparent engineer's listener modes) hand
+ * accepted connections to relay sessions. Counts sessions in total and per client address; over a limit the
+ * client gets 421 and the connection is closed. `update(deps)` swaps the policy for sessions started later.
+ */
+import type { Socket } from 'node:net';
+import type { Door, DoorDeps } from '../daemon/door.js';
+import type { Endpoint } from '../core/stage.js';
+import { formatReply } from '../core/smtp-reply.js';
+import type { BareLineEndingPolicy } from '../smtp/data-framer.js';
+import { DEFAULT_HEADER_CAP } from '../smtp/header-collector.js';
+import { createInterceptListener, type AcceptedConnection, type InterceptListener, type ListenerOptions, type RefusedConnection } from './listener.js';
+import { connectUpstream } from './upstream-connect.js';
+import { RelaySession, newSessionId, type StarttlsPolicy } from './relay-session.js';
+
+export interface InterceptDoorOptions {
+  readonly name?: string;
+  readonly listeners: readonly ListenerOptions[];
+  /** STARTTLS from the client: relay it (the session becomes an opaque byte relay) or forbid it (default relay). */
+  readonly starttls?: StarttlsPolicy;
+  /** Bare CR/LF inside DATA: reject the message (default) or normalise to CRLF. */
+  readonly bareLf?: BareLineEndingPolicy;
+  /** Most header bytes held for header/eoh rules (default 256 KiB). */
+  readonly holdMaxSize?: number;
+  /** For tests: a different upstream connector (fault injection). */
+  readonly connect?: (dest: Endpoint, opts: { transparentSource?: Endpoint; timeoutMs: number }) => Promise<Socket>;
+}
+
+export function createInterceptDoor(options: InterceptDoorOptions, deps: DoorDeps): Door {
+  return new InterceptDoor(options, deps);
+}
+
+class InterceptDoor implements Door {
+  readonly name: string;
+  private deps: DoorDeps;
+  private listeners: InterceptListener[] = [];
+  private readonly sessions = new Set<RelaySession>();
+  private readonly perClient = new Map<string, number>();
+  private stopping = false;
+
+  constructor(
+    private readonly options: InterceptDoorOptions,
+    deps: DoorDeps,
+  ) {
+    this.name = options.name ?? 'intercept';
+    this.deps = deps;
+  }
+
+  get addresses(): readonly string[] {
+    return this.listeners.map((l) => l.address);
+  }
+
+  get activeSessions(): number {
+    return this.sessions.size;
+  }
+
+  update(deps: DoorDeps): void {
+    this.deps = deps;
+  }
+
+  async start(): Promise<void> {
+    const log = this.deps.logger.child({ door: this.name });
+    for (const opts of this.options.listeners) {
+      const l = createInterceptListener(opts, log);
+      l.on('connection', (c) => this.onConnection(c));
+      l.on('refused', (r) => this.onRefused(r));
+      l.on('error', (err) => log.error({ error: err.message }, 'listener error'));
+      try {
+        await l.listen();
+      } catch (err) {
+        await Promise.all(this.listeners.map((x) => x.close()));
+        this.listeners = [];
+        throw err;
+      }
+      this.listeners.push(l);
+      log.info({ listen: l.address, mode: opts.mode }, 'intercept listener started');
+    }
+  }
+
+  async stop(drainMs: number): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.listeners.map((l) => l.close()));
+    const all = Promise.all([...this.sessions].map((s) => s.closed));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, drainMs)))]);
+    if (timer) clearTimeout(timer);
+    for (const s of this.sessions) s.abort('shutdown');
+    await all;
+  }
+
+  private onRefused(r: RefusedConnection): void {
+    const { deps } = this;
+    deps.logger.info({ door: this.name, event: 'REFUSED', client: r.client.ip, reason: r.reason, detail: r.detail }, 'connection refused by the listener');
+    r.end?.(formatReply({ code: 554, enhanced: '5.4.6', lines: [`${deps.hostname} Routing loop detected`] }, false));
+  }
+
+  private onConnection(c: AcceptedConnection): void {
+    const { deps } = this;
+    const socket = c.socket;
+    socket.on('error', () => undefined);
+    const ip = c.client.ip;
+    const count = this.perClient.get(ip) ?? 0;
+    const { limits } = deps;
+    if (this.stopping || this.sessions.size >= limits.sessions || count >= limits.sessionsPerClient) {
+      const why = this.stopping ? 'shutting down' : this.sessions.size >= limits.sessions ? 'sessions' : 'sessionsPerClient';
+      deps.logger.warn({ door: this.name, event: 'LIMIT', client: ip, limit: why, sessions: this.sessions.size, perClient: count }, 'session limit reached: 421');
+      socket.end(`421 4.7.0 ${deps.hostname} Too many connections, try again later\r\n`);
+      setTimeout(() => socket.destroy(), 2000).unref();
+      return;
+    }
+    const session = new RelaySession(
+      socket,
+      {
+        id: newSessionId(),
+        client: c.client,
+        destination: c.destination,
+        source: c.source,
+        head: c.head,
+        starttls: this.options.starttls ?? 'relay',
+        bareLineEndings: this.options.bareLf ?? 'reject',
+        headerCap: this.options.holdMaxSize ?? DEFAULT_HEADER_CAP,
+        connect: this.options.connect ?? connectUpstream,
+        ...(c.transparentSource ? { transparentSource: c.transparentSource } : {}),
+      },
+      deps,
+    );
+    this.sessions.add(session);
+    this.perClient.set(ip, count + 1);
+    void session.closed.then(() => {
+      this.sessions.delete(session);
+      const n = (this.perClient.get(ip) ?? 1) - 1;
+      if (n <= 0) this.perClient.delete(ip);
+      else this.perClient.set(ip, n);
+    });
+    session.start();
+  }
+}

@@ -1,0 +1,1076 @@
+/**
+ * One intercepted SMTP session: relays the client's commands to the upstream MTA and the upstream's replies back,
+ * feeding stage events to the policy engine and acting on its verdicts; streams DATA (the final "." held until the
+ * eom verdict); takes the session over after a refusal or an upstream failure.
+ *
+ * Ordering: client lines are handled one at a time, in order. Each forwarded command and each locally answered
+ * one gets an entry in a bounded FIFO; upstream replies are matched to the FIFO head, and local answers are
+ * written when they reach the head, so the client always sees replies in command order (PIPELINING).
+ * Barrier commands (EHLO/HELO, DATA, AUTH and its SASL lines, STARTTLS, QUIT, end of data) stop command handling
+ * until their reply came back, because what follows them depends on that reply.
+ */
+import type { Socket } from 'node:net';
+import { formatReply, GENERIC_TEMPFAIL, type SmtpReply } from '../core/smtp-reply.js';
+import type { Endpoint, DestinationSource, RuleStage, StageEvent } from '../core/stage.js';
+import { acceptRecipient, finishMessage, reduceTransaction, startTransaction, type Transaction } from '../core/transaction.js';
+import type { HeaderMutation, Verdict } from '../core/verdict.js';
+import type { Logger } from '../core/logger.js';
+import { renderAddress } from '../core/address-privacy.js';
+import { lockKey } from '../policy/lock-store.js';
+import type { ScanJob } from '../scanners/scanner.js';
+import type { DoorDeps } from '../daemon/door.js';
+import { LineReader, type LineEvent } from '../smtp/line-reader.js';
+import { parseCommand, type SmtpCommand } from '../smtp/command-parser.js';
+import { ReplyParser, type ParsedReply } from '../smtp/reply-parser.js';
+import { editEhloReply } from '../smtp/ehlo-capabilities.js';
+import { DataFramer, type BareLineEndingPolicy } from '../smtp/data-framer.js';
+import { HeaderCollector } from '../smtp/header-collector.js';
+import { decodeSaslUser } from '../smtp/sasl-user.js';
+import { REPLIES, TAKEOVER_REASONS, TAKEOVER_REPLIES } from './intercept-replies.js';
+import { TakeoverResponder } from './takeover-responder.js';
+import { renderLeadingHeaders } from './trace-header.js';
+
+export type StarttlsPolicy = 'relay' | 'forbid';
+
+export interface RelaySessionOptions {
+  readonly id: string;
+  readonly client: Endpoint;
+  readonly destination: Endpoint;
+  readonly source: DestinationSource;
+  /** Client bytes already read (after a PROXY header). */
+  readonly head: Buffer;
+  readonly starttls: StarttlsPolicy;
+  readonly bareLineEndings: BareLineEndingPolicy;
+  /** Most header bytes collected for header/eoh rules. */
+  readonly headerCap: number;
+  /** Opens the upstream connection (the transparent engineer's connectUpstream, or a plain connect). */
+  readonly connect: (dest: Endpoint, opts: { transparentSource?: Endpoint; timeoutMs: number }) => Promise<Socket>;
+  readonly transparentSource?: Endpoint;
+}
+
+type Phase = 'connecting' | 'command' | 'data' | 'takeover' | 'opaque' | 'closed';
+
+type EntryKind = 'greeting' | 'helo' | 'ehlo' | 'mail' | 'rcpt' | 'data' | 'eom' | 'rset' | 'quit' | 'auth' | 'authdata' | 'starttls' | 'other';
+
+interface Entry {
+  readonly kind: EntryKind;
+  /** A reply we answer ourselves, written when the entry reaches the FIFO head. */
+  local?: string;
+  /** For local entries: close the client connection after writing. */
+  closeAfter?: boolean;
+  /** Waiting for our own decision (end of data) before it is either local or sent upstream. */
+  pending?: boolean;
+  /** RCPT: the recipient, recorded in the envelope if the upstream accepts it. */
+  address?: string;
+}
+
+/** Upstream reply lines are short; a generous cap still bounds memory. */
+const REPLY_LINE_CAP = 4096;
+/** Client bytes read ahead while commands wait (beyond this the client socket is paused). */
+const READ_AHEAD = 64 * 1024;
+
+let sessionCounter = 0;
+const processTag = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
+export function newSessionId(): string {
+  return `${processTag}-${(++sessionCounter).toString(36)}`;
+}
+
+export class RelaySession {
+  private phase: Phase = 'connecting';
+  private tx: Transaction;
+  private readonly log: Logger;
+  private upstream: Socket | undefined;
+  private readonly clientReader: LineReader;
+  private readonly upstreamReader = new LineReader(REPLY_LINE_CAP);
+  private readonly replyParser = new ReplyParser();
+  private readonly queue: Entry[] = [];
+  /** A handler is running (verdict awaited) for the current client line. */
+  private busy = false;
+  /** A barrier command is outstanding: no more client lines until the FIFO is empty. */
+  private barrier = false;
+  private enhanced = false;
+  private earlytalker = false;
+  private greetingRelayed = false;
+  private greetingSeen = false;
+  private upstreamEnded = false;
+  private errors = 0;
+  private takeover: TakeoverResponder | undefined;
+  private takeoverReason: SmtpReply = TAKEOVER_REASONS.policy;
+  private upstreamOpen = false;
+  private upstreamQuitting = false;
+  private timer: NodeJS.Timeout | undefined;
+  private timerMs = 0;
+  private takeoverDeadline: NodeJS.Timeout | undefined;
+  private readonly startedAt = Date.now();
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private messages = 0;
+  private closeReason = 'client';
+  /** Rules are skipped for the rest of the message ('message') or session ('session') after an accept verdict. */
+  private skipRules: 'none' | 'message' | 'session' = 'none';
+  private sessionHeaders: HeaderMutation[] = [];
+  private messageHeaders: HeaderMutation[] = [];
+  // AUTH tracking
+  private authMech: string | undefined;
+  private authSteps = 0;
+  private authUser: string | undefined;
+  private authAwaitingResponse = false;
+  // DATA state
+  private framer: DataFramer | undefined;
+  private scanJob: ScanJob | undefined;
+  private headers: HeaderCollector | undefined;
+  private contentVerdicts: Promise<Verdict | undefined>[] = [];
+  private dataProblem: 'size' | 'bare' | 'upstream' | undefined;
+  private dataRest: Buffer | undefined;
+  private resolveClosed!: () => void;
+  /** Resolves when both sockets are closed. */
+  readonly closed: Promise<void> = new Promise((r) => (this.resolveClosed = r));
+
+  constructor(
+    private readonly client: Socket,
+    private readonly opts: RelaySessionOptions,
+    private readonly deps: DoorDeps,
+  ) {
+    this.log = deps.logger.child({ session: opts.id });
+    this.clientReader = new LineReader(deps.limits.commandLine);
+    this.tx = startTransaction({ stage: 'connect', door: 'intercept', client: opts.client, destination: opts.destination, destinationSource: opts.source }, opts.id, this.startedAt);
+  }
+
+  /** The phase, read fresh (defeats narrowing across awaits and callbacks). */
+  private now(): Phase {
+    return this.phase;
+  }
+
+  get id(): string {
+    return this.opts.id;
+  }
+
+  /** Starts the session: lock check, upstream connect, greeting, connect verdict. */
+  start(): void {
+    const { client } = this;
+    client.setNoDelay(true);
+    client.on('data', (chunk: Buffer) => this.onClientData(chunk));
+    client.on('error', (err: NodeJS.ErrnoException) => this.log.debug({ code: err.code }, 'client socket error'));
+    client.on('close', () => this.onClientClose());
+    this.log.info({ event: 'NEW', src: fmt(this.opts.client), dst: fmt(this.opts.destination), found: this.opts.source }, 'session start');
+    this.armTimer(this.deps.limits.connectTimeout);
+    if (this.opts.head.length > 0) this.onClientData(this.opts.head);
+    void this.connect();
+  }
+
+  /** Ends the session now (door stop after drain): 421 to the client, both sockets closed. */
+  abort(reason: string): void {
+    if (this.phase === 'closed') return;
+    this.closeReason = reason;
+    if (this.phase !== 'opaque' && this.phase !== 'data') this.writeClient(formatReply({ code: 421, enhanced: '4.3.2', lines: [`${this.deps.hostname} Service shutting down, closing connection`] }, this.enhanced));
+    this.shutdown();
+  }
+
+  // ---------------------------------------------------------------- connect and greeting
+
+  private async connect(): Promise<void> {
+    const { deps, opts } = this;
+    const locked = await this.lockedEntry();
+    if (this.phase === 'closed') return;
+    if (locked) {
+      this.log.info({ event: 'LOCKED', key: locked }, 'client is locked: refused at connect');
+      this.writeClient(formatReply({ code: 554, enhanced: '5.7.1', lines: [`${deps.hostname} Access denied for your host, try again later`] }, false));
+      this.greetingRelayed = true;
+      this.enterTakeover(TAKEOVER_REASONS.locked, 'locked');
+      return;
+    }
+    let socket: Socket;
+    try {
+      socket = await opts.connect(opts.destination, { timeoutMs: deps.limits.connectTimeout, ...(opts.transparentSource ? { transparentSource: opts.transparentSource } : {}) });
+    } catch (err) {
+      if (this.now() === 'closed') return;
+      this.log.warn({ event: 'UPSTREAM', dst: fmt(opts.destination), error: errText(err) }, 'upstream unreachable: taking the session over');
+      await this.greetOurselves(TAKEOVER_REASONS.upstreamUnreachable, 'upstream-unreachable');
+      return;
+    }
+    if (this.now() === 'closed') {
+      socket.destroy();
+      return;
+    }
+    this.upstream = socket;
+    this.upstreamOpen = true;
+    socket.on('data', (chunk: Buffer) => this.onUpstreamData(chunk));
+    socket.on('error', (err: NodeJS.ErrnoException) => this.log.debug({ code: err.code }, 'upstream socket error'));
+    socket.on('close', () => this.onUpstreamClose(socket));
+    this.queue.push({ kind: 'greeting' });
+  }
+
+  /** No upstream: our own 220 after the connect verdict, then takeover with the reason. */
+  private async greetOurselves(reason: SmtpReply, why: string): Promise<void> {
+    const verdict = await this.evaluate('connect', this.connectEvent());
+    if (this.phase === 'closed') return;
+    if (verdict && (verdict.action === 'reject' || verdict.action === 'tempfail')) {
+      this.writeClient(formatReply(this.refusalReply(verdict, 554), false));
+    } else {
+      this.writeClient(`220 ${this.deps.hostname} ESMTP\r\n`);
+    }
+    this.greetingRelayed = true;
+    this.enterTakeover(reason, why);
+  }
+
+  private connectEvent(): Extract<StageEvent, { stage: 'connect' }> {
+    return { stage: 'connect', door: 'intercept', client: this.opts.client, destination: this.opts.destination, destinationSource: this.opts.source, earlytalker: this.earlytalker };
+  }
+
+  private async onGreeting(reply: ParsedReply): Promise<void> {
+    this.tx = reduceTransaction(this.tx, this.connectEvent());
+    if (this.earlytalker) this.log.info({ event: 'EARLYTALKER' }, 'client spoke before the greeting');
+    const verdict = await this.evaluate('connect', this.connectEvent());
+    if (this.phase === 'closed') return;
+    this.greetingRelayed = true;
+    if (verdict && isRefusal(verdict)) {
+      this.writeClient(formatReply(this.refusalReply(verdict, 554), false));
+      this.enterTakeover(TAKEOVER_REASONS.policy, 'connect refused');
+      return;
+    }
+    if (verdict?.action === 'accept') this.skipRules = 'session';
+    this.collectHeaders(verdict, 'session');
+    this.writeClient(reply.raw);
+    if (reply.code !== 220) {
+      // The upstream refused the session (554/421): relay it; the client will QUIT.
+      this.log.info({ event: 'GREETING', code: reply.code }, 'upstream refused the session');
+    }
+    this.phase = 'command';
+    this.armTimer(this.deps.limits.idleTimeout);
+    this.pump();
+  }
+
+  // ---------------------------------------------------------------- client input
+
+  private onClientData(chunk: Buffer): void {
+    this.bytesIn += chunk.length;
+    this.touch();
+    switch (this.phase) {
+      case 'connecting':
+        if (!this.greetingRelayed) this.earlytalker = true;
+        this.clientReader.push(chunk);
+        if (this.clientReader.buffered > READ_AHEAD) this.client.pause();
+        return;
+      case 'data':
+        this.onDataChunk(chunk);
+        return;
+      case 'command':
+      case 'takeover':
+        this.clientReader.push(chunk);
+        if (this.clientReader.buffered > READ_AHEAD) this.client.pause();
+        this.pump();
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Handles buffered client lines while nothing blocks them. */
+  private pump(): void {
+    while (!this.busy && !this.barrier && (this.phase === 'command' || this.phase === 'takeover')) {
+      if (this.phase === 'command' && this.queue.length >= this.deps.limits.pipelineDepth) break; // FIFO full: hold the client
+      const ev = this.clientReader.next();
+      if (!ev) break;
+      const p = this.phase === 'takeover' ? this.onTakeoverLine(ev) : this.onCommandLine(ev);
+      if (p) {
+        this.busy = true;
+        p.then(
+          () => {
+            this.busy = false;
+            this.pump();
+          },
+          (err: unknown) => {
+            this.busy = false;
+            this.log.error({ error: errText(err) }, 'internal error handling a command');
+            this.fail();
+          },
+        );
+        return;
+      }
+    }
+    if (this.clientReader.buffered <= READ_AHEAD && this.client.isPaused() && this.phase !== 'data') this.client.resume();
+  }
+
+  /** One client line in relay mode. Returns a promise when it awaits a verdict. */
+  private onCommandLine(ev: LineEvent): Promise<void> | undefined {
+    if (ev.kind === 'too-long') {
+      this.log.info({ event: 'LONGLINE', bytes: ev.bytes }, 'command line too long: not forwarded');
+      return this.localError(REPLIES.lineTooLong);
+    }
+    if (this.authAwaitingResponse) {
+      this.authAwaitingResponse = false;
+      const text = ev.line.toString('latin1');
+      if (this.authMech && this.authUser === undefined) this.authUser = decodeSaslUser(this.authMech, text, this.authSteps);
+      this.authSteps++;
+      this.forward(ev.line, 'authdata', true);
+      return undefined;
+    }
+    const cmd = parseCommand(ev.line);
+    switch (cmd.verb) {
+      case 'INVALID':
+        this.log.info({ event: 'BADCMD', problem: cmd.problem }, 'malformed command: not forwarded');
+        return this.localError(/needs|address|parameter|SIZE|BODY|recipient|garbage/.test(cmd.problem) ? REPLIES.params : REPLIES.syntax);
+      case 'XCLIENT':
+      case 'XFORWARD':
+        this.log.warn({ event: 'REFUSED', verb: cmd.verb }, 'client sent XCLIENT/XFORWARD: refused');
+        return this.localError(REPLIES.notPermitted);
+      case 'BDAT':
+      case 'XEXCH50':
+        return this.localError(REPLIES.notImplemented);
+      case 'STARTTLS':
+        if (this.opts.starttls === 'forbid') return this.localError(REPLIES.starttlsForbidden);
+        this.forward(ev.line, 'starttls', true);
+        return undefined;
+      case 'HELO':
+      case 'EHLO':
+        return this.onHelo(ev.line, cmd);
+      case 'MAIL':
+        return this.onMail(ev.line, cmd);
+      case 'RCPT':
+        return this.onRcpt(ev.line, cmd);
+      case 'DATA':
+        return this.onData(ev.line);
+      case 'RSET':
+        this.resetMessage();
+        this.tx = reduceTransaction(this.tx, { stage: 'reset' });
+        this.forward(ev.line, 'rset', false);
+        return undefined;
+      case 'QUIT':
+        this.forward(ev.line, 'quit', true);
+        return undefined;
+      case 'AUTH':
+        this.authMech = cmd.mechanism;
+        this.authSteps = 0;
+        this.authUser = undefined;
+        if (cmd.initial !== undefined && cmd.initial !== '=') {
+          this.authUser = decodeSaslUser(cmd.mechanism, cmd.initial, 0);
+          this.authSteps = 1;
+        }
+        this.forward(ev.line, 'auth', true);
+        return undefined;
+      default:
+        this.forward(ev.line, 'other', false);
+        return undefined;
+    }
+  }
+
+  private async onHelo(line: Buffer, cmd: Extract<SmtpCommand, { verb: 'HELO' | 'EHLO' }>): Promise<void> {
+    const event: StageEvent = { stage: 'helo', name: cmd.name, extended: cmd.verb === 'EHLO' };
+    this.tx = reduceTransaction(this.tx, event);
+    this.resetMessage();
+    this.log.info({ event: cmd.verb, helo: cmd.name }, 'helo');
+    const verdict = await this.evaluate('helo', event);
+    if (this.phase !== 'command') return;
+    if (verdict && isRefusal(verdict)) return this.refuse(verdict, 'helo', true);
+    if (verdict?.action === 'accept') this.skipRules = 'session';
+    this.collectHeaders(verdict, 'session');
+    this.forward(line, cmd.verb === 'EHLO' ? 'ehlo' : 'helo', true);
+  }
+
+  private async onMail(line: Buffer, cmd: Extract<SmtpCommand, { verb: 'MAIL' | 'RCPT' }>): Promise<void> {
+    const event: StageEvent = { stage: 'mail', address: cmd.address, params: cmd.params };
+    this.tx = reduceTransaction(this.tx, event);
+    this.resetMessage();
+    this.log.info({ event: 'MAIL', from: renderAddress(cmd.address) }, 'mail from');
+    const verdict = await this.evaluate('mail', event);
+    if (this.phase !== 'command') return;
+    if (verdict && isRefusal(verdict)) return this.refuse(verdict, 'mail', true);
+    if (verdict?.action === 'accept' && this.skipRules === 'none') this.skipRules = 'message';
+    this.collectHeaders(verdict, 'message');
+    this.forward(line, 'mail', false);
+  }
+
+  private async onRcpt(line: Buffer, cmd: Extract<SmtpCommand, { verb: 'MAIL' | 'RCPT' }>): Promise<void> {
+    if (this.tx.envelope.rcpts.length + this.outstanding('rcpt') >= this.deps.limits.recipients) {
+      this.log.info({ event: 'RCPT', to: renderAddress(cmd.address), refused: 'too many recipients' }, 'recipient refused');
+      this.pushLocal('rcpt', formatReply(REPLIES.tooManyRecipients, this.enhanced));
+      return;
+    }
+    const event: StageEvent = { stage: 'rcpt', address: cmd.address, params: cmd.params };
+    this.tx = reduceTransaction(this.tx, event);
+    const verdict = await this.evaluate('rcpt', event);
+    if (this.phase !== 'command') return;
+    if (verdict && isRefusal(verdict)) {
+      // A single recipient refused: answered here, never forwarded; the session goes on.
+      this.log.info({ event: 'RCPT', to: renderAddress(cmd.address), verdict: verdict.action, rules: ruleNames(verdict) }, 'recipient refused by policy');
+      this.pushLocal('rcpt', formatReply(this.refusalReply(verdict, 550), this.enhanced));
+      return;
+    }
+    this.collectHeaders(verdict, 'message');
+    this.forward(line, 'rcpt', false, cmd.address);
+  }
+
+  private async onData(line: Buffer): Promise<void> {
+    const verdict = await this.evaluate('data', { stage: 'data' });
+    if (this.phase !== 'command') return;
+    if (verdict && isRefusal(verdict)) return this.refuse(verdict, 'data', true);
+    if (verdict?.action === 'accept' && this.skipRules === 'none') this.skipRules = 'message';
+    this.collectHeaders(verdict, 'message');
+    this.forward(line, 'data', true);
+  }
+
+  /** A local error reply in order; too many of them end the session. */
+  private localError(reply: SmtpReply): undefined {
+    if (++this.errors > this.deps.limits.errorBudget) {
+      this.log.info({ event: 'ERRORS', errors: this.errors }, 'error budget exhausted');
+      this.pushLocal('other', formatReply(REPLIES.errorBudget, this.enhanced), true);
+      this.enterTakeover(TAKEOVER_REASONS.policy, 'error budget');
+      return undefined;
+    }
+    this.pushLocal('other', formatReply(reply, this.enhanced));
+    return undefined;
+  }
+
+  private outstanding(kind: EntryKind): number {
+    let n = 0;
+    for (const e of this.queue) if (e.kind === kind && e.local === undefined) n++;
+    return n;
+  }
+
+  private forward(line: Buffer, kind: EntryKind, barrier: boolean, address?: string): void {
+    const up = this.upstream;
+    if (!up || !this.upstreamOpen) {
+      this.pushLocal(kind, formatReply(REPLIES.upstreamLost, this.enhanced));
+      return;
+    }
+    this.queue.push(address === undefined ? { kind } : { kind, address });
+    if (barrier) this.barrier = true;
+    up.write(Buffer.concat([line, CRLF]));
+    this.armTimer(this.deps.limits.commandTimeout);
+  }
+
+  private pushLocal(kind: EntryKind, text: string, closeAfter = false): void {
+    this.queue.push({ kind, local: text, closeAfter });
+    this.flushLocal();
+  }
+
+  /** Writes local answers that reached the FIFO head. */
+  private flushLocal(): void {
+    while (this.queue.length > 0) {
+      const head = this.queue[0]!;
+      if (head.local === undefined || head.pending) break;
+      this.queue.shift();
+      this.writeClient(head.local);
+      if (head.closeAfter) {
+        this.shutdown();
+        return;
+      }
+    }
+    if (this.queue.length === 0) {
+      this.barrier = false;
+      if (this.phase === 'command') this.armTimer(this.deps.limits.idleTimeout);
+      if (this.upstreamQuitting) this.quitUpstream();
+    }
+  }
+
+  // ---------------------------------------------------------------- upstream replies
+
+  private onUpstreamData(chunk: Buffer): void {
+    this.touch();
+    if (this.phase === 'opaque' || this.phase === 'closed') return;
+    this.upstreamReader.push(chunk);
+    for (let ev = this.upstreamReader.next(); ev; ev = this.upstreamReader.next()) {
+      if (ev.kind === 'too-long') {
+        this.log.warn({ event: 'UPSTREAM', bytes: ev.bytes }, 'upstream reply line too long');
+        this.upstreamFailed(TAKEOVER_REASONS.upstreamProtocol, 'upstream protocol error');
+        return;
+      }
+      const r = this.replyParser.pushLine(ev.line);
+      if (!r) continue;
+      if (r.kind === 'error') {
+        this.log.warn({ event: 'UPSTREAM', problem: r.problem }, 'upstream sent a malformed reply');
+        this.upstreamFailed(TAKEOVER_REASONS.upstreamProtocol, 'upstream protocol error');
+        return;
+      }
+      this.onUpstreamReply(r.reply);
+      const p = this.now();
+      if (p === 'opaque' || p === 'closed' || !this.upstreamOpen) return;
+    }
+  }
+
+  private onUpstreamReply(reply: ParsedReply): void {
+    const head = this.queue[0];
+    if (!head || head.local !== undefined) {
+      // Unsolicited (e.g. 421 before closing): tell the client if it waits for nothing else, then take over.
+      this.log.info({ event: 'UPSTREAM', code: reply.code }, 'unsolicited upstream reply');
+      if (this.phase === 'command' && this.queue.length === 0 && reply.code === 421) this.writeClient(reply.raw);
+      this.upstreamFailed(TAKEOVER_REASONS.upstreamLost, 'unsolicited upstream reply');
+      return;
+    }
+    if (head.pending) {
+      this.log.warn({ event: 'UPSTREAM', code: reply.code }, 'upstream replied during DATA');
+      this.upstreamFailed(TAKEOVER_REASONS.upstreamLost, 'upstream reply during DATA');
+      return;
+    }
+    this.queue.shift();
+    const ok = reply.code >= 200 && reply.code < 300;
+    switch (head.kind) {
+      case 'greeting':
+        this.greetingSeen = true;
+        this.barrier = true; // nothing from the client is handled before the connect verdict
+        void this.onGreeting(reply).finally(() => {
+          this.barrier = false;
+          this.pump();
+        });
+        return;
+      case 'ehlo': {
+        const caps = editEhloReply(reply, { removeStarttls: this.opts.starttls === 'forbid' });
+        if (ok) this.enhanced = caps.enhancedStatusCodes;
+        this.writeClient(caps.raw);
+        break;
+      }
+      case 'mail':
+        if (!ok) this.tx = reduceTransaction(this.tx, { stage: 'reset' });
+        this.writeClient(reply.raw);
+        break;
+      case 'rcpt': {
+        const address = head.address;
+        if (ok && address !== undefined) {
+          this.tx = acceptRecipient(reduceTransaction(this.tx, { stage: 'rcpt', address }));
+        }
+        this.log.info({ event: 'RCPT', to: renderAddress(address ?? ''), code: reply.code }, 'recipient');
+        this.writeClient(reply.raw);
+        break;
+      }
+      case 'data':
+        if (reply.code === 354) {
+          this.writeClient(reply.raw);
+          this.startData();
+          return;
+        }
+        this.writeClient(reply.raw);
+        break;
+      case 'eom':
+        this.onEomReply(reply);
+        break;
+      case 'auth':
+      case 'authdata':
+        if (reply.code === 334) {
+          this.authAwaitingResponse = true;
+          this.writeClient(reply.raw);
+          break;
+        }
+        if (reply.code === 235) {
+          this.barrier = true;
+          void this.onAuthenticated(reply).finally(() => {
+            if (this.phase === 'command') {
+              this.flushLocal();
+              this.pump();
+            }
+          });
+          return;
+        }
+        this.log.info({ event: 'AUTH', mechanism: this.authMech, code: reply.code }, 'authentication failed');
+        this.writeClient(reply.raw);
+        break;
+      case 'starttls':
+        this.writeClient(reply.raw);
+        if (reply.code === 220) {
+          this.goOpaque();
+          return;
+        }
+        break;
+      case 'quit':
+        this.writeClient(reply.raw);
+        this.closeReason = 'quit';
+        this.shutdown();
+        return;
+      case 'helo':
+      case 'rset':
+      case 'other':
+        this.writeClient(reply.raw);
+        break;
+    }
+    this.flushLocal();
+    this.pump();
+  }
+
+  private async onAuthenticated(reply: ParsedReply): Promise<void> {
+    const user = this.authUser ?? 'unknown';
+    const event: StageEvent = { stage: 'auth', user, ...(this.authMech ? { mechanism: this.authMech } : {}) };
+    this.tx = reduceTransaction(this.tx, event);
+    this.log.info({ event: 'AUTH', user, mechanism: this.authMech }, 'authenticated');
+    const verdict = await this.evaluate('auth', event);
+    if (this.phase !== 'command') return;
+    if (verdict && isRefusal(verdict)) {
+      this.barrier = false;
+      this.refuse(verdict, 'auth', true);
+      return;
+    }
+    this.writeClient(reply.raw);
+    this.barrier = false;
+  }
+
+  private onUpstreamClose(socket: Socket): void {
+    if (socket !== this.upstream) return;
+    const wasOpen = this.upstreamOpen;
+    this.upstreamOpen = false;
+    if (this.phase === 'closed') return;
+    if (this.phase === 'opaque') {
+      this.closeReason = 'upstream';
+      this.shutdown();
+      return;
+    }
+    if (!wasOpen && this.outstandingUpstream() === 0) return;
+    this.upstreamFailed(TAKEOVER_REASONS.upstreamLost, 'upstream closed');
+  }
+
+  /** The upstream is gone or broken: every command it still owed an answer gets 451, then takeover. */
+  private upstreamFailed(reason: SmtpReply, why: string): void {
+    if (this.phase === 'closed') return;
+    this.log.info({ event: 'UPSTREAM', why }, 'upstream failed');
+    const up = this.upstream;
+    this.upstreamOpen = false;
+    up?.destroy();
+    if (this.phase === 'connecting') {
+      // Lost before the greeting: greet ourselves and take over (once the greeting is being judged, onGreeting goes on).
+      if (this.greetingSeen) return;
+      this.queue.length = 0;
+      void this.greetOurselves(reason, why);
+      return;
+    }
+    if (this.phase === 'data') {
+      // Keep reading until the client's end of data; answer then.
+      this.dataProblem ??= 'upstream';
+      this.abortScan();
+      return;
+    }
+    for (const e of this.queue) {
+      if (e.local !== undefined) continue;
+      e.local = e.kind === 'quit' ? formatReply(TAKEOVER_REPLIES.signOff, this.enhanced) : formatReply(REPLIES.upstreamLost, this.enhanced);
+      if (e.kind === 'quit') e.closeAfter = true;
+      e.pending = false;
+    }
+    if (this.phase === 'command') this.enterTakeover(reason, why);
+    this.flushLocal();
+    this.pump();
+  }
+
+  // ---------------------------------------------------------------- DATA
+
+  private startData(): void {
+    const { deps } = this;
+    this.phase = 'data';
+    this.barrier = true;
+    this.framer = new DataFramer(this.opts.bareLineEndings);
+    this.dataProblem = undefined;
+    this.contentVerdicts = [];
+    this.messages++;
+    const needs = deps.policy.needs;
+    if (this.skipRules === 'none' && (needs.headers || needs.stages.has('header') || needs.stages.has('eoh'))) this.headers = new HeaderCollector(this.opts.headerCap);
+    if (deps.scanners.enabled) {
+      const s = this.tx.session;
+      this.scanJob = deps.scanners.start({
+        sessionId: s.id,
+        client: s.client,
+        recipients: this.tx.envelope.rcpts,
+        ...(s.helo !== undefined ? { helo: s.helo } : {}),
+        ...(this.tx.envelope.mailFrom !== undefined ? { sender: this.tx.envelope.mailFrom } : {}),
+        ...(s.destination ? { destination: s.destination } : {}),
+      });
+    }
+    const { text, skipped } = renderLeadingHeaders([...this.sessionHeaders, ...this.messageHeaders]);
+    if (skipped.length > 0) this.log.debug({ skipped: skipped.length }, 'header mutations the interceptor cannot apply while streaming');
+    if (text) this.upstream?.write(text);
+    this.log.info({ event: 'DATA', from: renderAddress(this.tx.envelope.mailFrom ?? ''), rcpts: this.tx.envelope.rcpts.length }, 'data');
+    this.armTimer(deps.limits.dataTimeout);
+    const rest = this.clientReader.takeRest();
+    if (rest.length > 0) this.onDataChunk(rest);
+  }
+
+  private onDataChunk(chunk: Buffer): void {
+    const framer = this.framer;
+    if (!framer) return;
+    const out = framer.push(chunk);
+    const limit = this.deps.limits.messageSize;
+    if (!this.dataProblem && limit > 0 && framer.contentBytes > limit) {
+      this.dataProblem = 'size';
+      this.log.info({ event: 'SIZE', limit }, 'message over the size limit: upstream dropped');
+      this.dropUpstreamInData();
+    }
+    if (!this.dataProblem && framer.stopped) {
+      this.dataProblem = 'bare';
+      this.log.info({ event: 'SMUGGLING', first: framer.firstBare }, 'bare CR or LF in DATA: upstream dropped');
+      this.dropUpstreamInData();
+    }
+    if (!this.dataProblem) {
+      const up = this.upstream;
+      let full = false;
+      for (const b of out.forward) if (up && !up.write(b)) full = true;
+      if (full && up) {
+        this.client.pause();
+        up.once('drain', () => {
+          if (this.phase === 'data') this.client.resume();
+        });
+      }
+      for (const c of out.content) {
+        this.scanJob?.write(c);
+        if (this.headers && !this.headers.done) {
+          const block = this.headers.push(c);
+          if (block) this.onHeaderBlock(block.headers, block.truncated);
+        }
+      }
+    }
+    if (out.end) {
+      this.dataRest = out.rest;
+      this.client.pause();
+      void this.endOfData().catch((err: unknown) => {
+        this.log.error({ error: errText(err) }, 'internal error at end of data');
+        this.fail();
+      });
+    }
+  }
+
+  private onHeaderBlock(headers: ReadonlyArray<readonly [string, string]>, truncated: boolean): void {
+    if (truncated) this.log.info({ event: 'HEADERS', truncated }, 'header block over the cap: rules see the first part');
+    for (const [name, value] of headers) this.tx = reduceTransaction(this.tx, { stage: 'header', name, value });
+    const stages = this.deps.policy.needs.stages;
+    if (stages.has('header')) this.contentVerdicts.push(this.evaluate('header', { stage: 'eoh' }));
+    this.tx = reduceTransaction(this.tx, { stage: 'eoh' });
+    this.contentVerdicts.push(this.evaluate('eoh', { stage: 'eoh' }));
+  }
+
+  private dropUpstreamInData(): void {
+    this.upstreamOpen = false;
+    this.upstream?.destroy();
+    this.abortScan();
+  }
+
+  private abortScan(): void {
+    this.scanJob?.abort();
+    this.scanJob = undefined;
+  }
+
+  /** The client sent CRLF.CRLF: decide, then send the held "." or drop the upstream. */
+  private async endOfData(): Promise<void> {
+    const framer = this.framer!;
+    const size = framer.contentBytes;
+    const entry: Entry = { kind: 'eom', pending: true };
+    this.queue.push(entry);
+    if (this.headers && !this.headers.done) {
+      const block = this.headers.finish();
+      if (block) this.onHeaderBlock(block.headers, block.truncated);
+    }
+    this.headers = undefined;
+    let refusal: SmtpReply | undefined;
+    let discard = false;
+    let why = '';
+    if (this.dataProblem === 'size') [refusal, why] = [REPLIES.tooBig, 'size'];
+    else if (this.dataProblem === 'bare') [refusal, why] = [REPLIES.bareLineEnding, 'bare line ending'];
+    else if (this.dataProblem === 'upstream') [refusal, why] = [REPLIES.upstreamLost, 'upstream lost'];
+    if (!refusal) {
+      for (const v of await Promise.all(this.contentVerdicts)) {
+        if (v && isRefusal(v) && !refusal) [refusal, why] = [this.refusalReply(v, 550), `policy (${ruleNames(v).join(',')})`];
+      }
+      this.contentVerdicts = [];
+    }
+    if (!refusal && this.scanJob) {
+      const job = this.scanJob;
+      this.scanJob = undefined;
+      const outcome = await job.end();
+      this.tx = reduceTransaction(this.tx, { stage: 'scan', results: outcome.results });
+      if (outcome.rewritten) this.log.info({ event: 'SCAN' }, 'filter rewrote the message; the interceptor streams and cannot apply it');
+    }
+    this.tx = reduceTransaction(this.tx, { stage: 'eom', size });
+    if (!refusal && this.upstreamOpen) {
+      const locked = await this.lockedEntry();
+      if (locked) [refusal, why] = [REPLIES.locked, `locked (${locked})`];
+    }
+    if (!refusal && this.upstreamOpen) {
+      const v = await this.evaluate('eom', { stage: 'eom', size });
+      if (v && isRefusal(v)) [refusal, why] = [this.refusalReply(v, 550), `policy (${ruleNames(v).join(',')})`];
+      else if (v && (v.action === 'discard' || v.action === 'quarantine')) [discard, why] = [true, `${v.action} (${ruleNames(v).join(',')})`];
+    }
+    if (this.phase === 'closed') return;
+    if (!refusal && !discard && !this.upstreamOpen) [refusal, why] = [REPLIES.upstreamLost, 'upstream lost'];
+    this.phase = 'command';
+    this.framer = undefined;
+    if (refusal || discard) {
+      this.log.info({ event: 'EOM', size, refused: why }, discard ? 'message discarded: upstream dropped before the final dot' : 'message refused: upstream dropped before the final dot');
+      this.dropUpstreamInData();
+      entry.local = formatReply(discard ? REPLIES.discarded : refusal!, this.enhanced);
+      entry.pending = false;
+      this.finishTx();
+      this.enterTakeover(TAKEOVER_REASONS.messageAborted, why);
+    } else {
+      entry.pending = false;
+      this.upstream!.write(DOT_CRLF);
+      this.armTimer(this.deps.limits.commandTimeout);
+    }
+    const rest = this.dataRest;
+    this.dataRest = undefined;
+    if (rest && rest.length > 0) this.clientReader.push(rest);
+    this.client.resume();
+    this.flushLocal();
+    this.pump();
+  }
+
+  private onEomReply(reply: ParsedReply): void {
+    this.log.info({ event: 'EOM', code: reply.code, size: this.tx.message.size, from: renderAddress(this.tx.envelope.mailFrom ?? ''), rcpts: this.tx.envelope.rcpts.length }, reply.code === 250 ? 'message relayed' : 'upstream refused the message');
+    this.writeClient(reply.raw);
+    this.finishTx();
+  }
+
+  private finishTx(): void {
+    this.tx = finishMessage(this.tx);
+    this.resetMessage();
+  }
+
+  private resetMessage(): void {
+    this.messageHeaders = [];
+    if (this.skipRules === 'message') this.skipRules = 'none';
+  }
+
+  // ---------------------------------------------------------------- STARTTLS: opaque relay
+
+  private goOpaque(): void {
+    const up = this.upstream;
+    if (!up) return this.shutdown();
+    this.phase = 'opaque';
+    this.log.info({ event: 'STARTTLS' }, 'STARTTLS accepted by the upstream: the session is an opaque relay from here on');
+    this.tx = reduceTransaction(this.tx, { stage: 'tls', active: true });
+    const rest = this.clientReader.takeRest();
+    if (rest.length) up.write(rest);
+    const rest2 = this.upstreamReader.takeRest();
+    if (rest2.length) this.writeClient(rest2);
+    this.client.removeAllListeners('data');
+    up.removeAllListeners('data');
+    this.client.on('data', (c: Buffer) => {
+      this.bytesIn += c.length;
+      this.touch();
+      if (!up.write(c)) {
+        this.client.pause();
+        up.once('drain', () => this.client.resume());
+      }
+    });
+    up.on('data', (c: Buffer) => {
+      this.touch();
+      this.bytesOut += c.length;
+      if (!this.client.write(c)) {
+        up.pause();
+        this.client.once('drain', () => up.resume());
+      }
+    });
+    this.client.resume();
+    this.armTimer(this.deps.limits.idleTimeout);
+  }
+
+  // ---------------------------------------------------------------- refusals and takeover
+
+  /** A refusal that ends the relay: the rule's reply (in order), then takeover. */
+  private refuse(verdict: Verdict, stage: RuleStage, quitUpstream: boolean): void {
+    const reply = this.refusalReply(verdict, 550);
+    this.log.info({ event: 'REFUSED', stage, verdict: verdict.action, code: reply.code, rules: ruleNames(verdict) }, 'refused by policy: taking the session over');
+    this.pushLocal(stage === 'rcpt' ? 'rcpt' : 'other', formatReply(reply, this.enhanced));
+    if (quitUpstream) this.enterTakeover(TAKEOVER_REASONS.policy, `${stage} ${verdict.action}`);
+  }
+
+  private enterTakeover(reason: SmtpReply, why: string): void {
+    if (this.phase === 'closed' || this.phase === 'takeover') return;
+    this.phase = 'takeover';
+    this.takeoverReason = reason;
+    this.takeover = new TakeoverResponder(this.deps.hostname, reason, this.deps.limits.takeoverCommands);
+    this.log.info({ event: 'TAKEOVER', reason: why }, 'session taken over');
+    this.upstreamQuitting = true;
+    if (this.outstandingUpstream() === 0) this.quitUpstream();
+    this.clearTimer();
+    this.takeoverDeadline = setTimeout(() => {
+      this.writeClient(formatReply({ ...TAKEOVER_REPLIES.timeout, lines: [`${this.deps.hostname} ${TAKEOVER_REPLIES.timeout.lines[0]}`] }, this.enhanced));
+      this.closeReason = 'takeover-timeout';
+      this.shutdown();
+    }, this.deps.limits.takeoverTimeout);
+    this.takeoverDeadline.unref?.();
+  }
+
+  private outstandingUpstream(): number {
+    let n = 0;
+    for (const e of this.queue) if (e.local === undefined && !e.pending) n++;
+    return n;
+  }
+
+  /** Closes the upstream politely once it owes no replies: QUIT, then end. */
+  private quitUpstream(): void {
+    this.upstreamQuitting = false;
+    const up = this.upstream;
+    if (!up || !this.upstreamOpen) return;
+    if (this.outstandingUpstream() > 0) {
+      this.upstreamQuitting = true;
+      return;
+    }
+    this.upstreamOpen = false;
+    this.upstreamEnded = true;
+    up.end('QUIT\r\n');
+    const t = setTimeout(() => up.destroy(), 2000);
+    t.unref?.();
+    up.once('close', () => clearTimeout(t));
+  }
+
+  private onTakeoverLine(ev: LineEvent): undefined {
+    const cmd = ev.kind === 'too-long' ? 'too-long' : this.authAwaitingResponse ? parseCommand('NOOP') : parseCommand(ev.line);
+    this.authAwaitingResponse = false;
+    const answer = this.takeover!.answer(cmd, this.enhanced);
+    if (answer.enablesEnhanced) this.enhanced = true;
+    if (answer.close) this.closeReason = 'taken';
+    this.pushLocal('other', answer.text, answer.close);
+    return undefined;
+  }
+
+  // ---------------------------------------------------------------- policy
+
+  private async evaluate(stage: RuleStage, _event: StageEvent): Promise<Verdict | undefined> {
+    const { policy } = this.deps;
+    if (this.skipRules !== 'none' && stage !== 'connect') return undefined;
+    if (!policy.needs.stages.has(stage)) return undefined;
+    let verdict: Verdict;
+    try {
+      verdict = await policy.evaluate(stage, this.tx);
+    } catch (err) {
+      this.log.error({ stage, error: errText(err) }, 'policy evaluation failed: tempfail');
+      verdict = { action: 'tempfail', reply: GENERIC_TEMPFAIL, mutations: [], effects: [], hits: [] };
+    }
+    if (verdict.hits.length > 0 || verdict.action !== 'continue') {
+      this.log.info({ event: 'VERDICT', stage, action: verdict.action, rules: ruleNames(verdict), code: verdict.reply?.code }, 'policy verdict');
+    }
+    if (verdict.effects.length > 0) this.deps.effects.run(verdict.effects, this.tx);
+    return verdict;
+  }
+
+  private refusalReply(v: Verdict, defaultCode: number): SmtpReply {
+    if (v.reply && v.reply.code >= 400) return v.reply;
+    if (v.action === 'tempfail') return REPLIES.tempfailed;
+    return defaultCode === 554 ? { code: 554, enhanced: '5.7.1', lines: [`${this.deps.hostname} Access denied`] } : REPLIES.rejected;
+  }
+
+  private collectHeaders(v: Verdict | undefined, scope: 'session' | 'message'): void {
+    if (!v || v.mutations.length === 0) return;
+    (scope === 'session' ? this.sessionHeaders : this.messageHeaders).push(...v.mutations);
+  }
+
+  private async lockedEntry(): Promise<string | undefined> {
+    const keys = [lockKey('client', this.opts.client.ip)];
+    const user = this.tx.session.auth?.user;
+    if (user) keys.push(lockKey('auth', user));
+    try {
+      for (const key of keys) {
+        const e = await this.deps.locks.isLocked(key);
+        if (e) return key;
+      }
+    } catch (err) {
+      this.log.warn({ error: errText(err) }, 'lock store check failed: continuing');
+    }
+    return undefined;
+  }
+
+  // ---------------------------------------------------------------- timers, output, shutdown
+
+  private armTimer(ms: number): void {
+    if (this.phase === 'takeover' || this.phase === 'closed') return;
+    if (this.timer && this.timerMs === ms) {
+      this.timer.refresh();
+      return;
+    }
+    this.clearTimer();
+    this.timerMs = ms;
+    this.timer = setTimeout(() => this.onTimeout(), ms);
+  }
+
+  private touch(): void {
+    this.timer?.refresh();
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private onTimeout(): void {
+    const phase = this.phase;
+    this.log.info({ event: 'TIMEOUT', phase, waitingForUpstream: this.outstandingUpstream() > 0 }, 'session timed out');
+    this.closeReason = 'timeout';
+    if (phase === 'connecting' && !this.greetingRelayed && this.upstream) {
+      this.upstreamFailed(TAKEOVER_REASONS.upstreamTimeout, 'greeting timeout');
+      return;
+    }
+    if (phase === 'command' && this.outstandingUpstream() > 0) {
+      this.upstreamFailed(TAKEOVER_REASONS.upstreamTimeout, 'upstream reply timeout');
+      return;
+    }
+    if (phase !== 'opaque') this.writeClient(formatReply({ code: 421, enhanced: '4.4.2', lines: [`${this.deps.hostname} Timeout, closing connection`] }, this.enhanced));
+    this.shutdown();
+  }
+
+  private writeClient(data: string | Buffer): void {
+    if (this.phase === 'closed' || this.client.destroyed) return;
+    this.bytesOut += data.length;
+    this.client.write(data);
+  }
+
+  private fail(): void {
+    this.writeClient(formatReply(GENERIC_TEMPFAIL, this.enhanced));
+    this.closeReason = 'internal-error';
+    this.shutdown();
+  }
+
+  private onClientClose(): void {
+    if (this.phase === 'closed') return;
+    if (this.phase === 'data') this.log.info({ event: 'ABORT' }, 'client gone during DATA: upstream dropped, nothing delivered');
+    if (this.closeReason === 'client' && this.phase === 'data') this.closeReason = 'client-in-data';
+    this.shutdown();
+  }
+
+  /** Closes everything exactly once and writes the CLOSE line. */
+  private shutdown(): void {
+    if (this.phase === 'closed') return;
+    const wasData = this.phase === 'data' || this.framer !== undefined;
+    this.phase = 'closed';
+    this.clearTimer();
+    if (this.takeoverDeadline) clearTimeout(this.takeoverDeadline);
+    this.abortScan();
+    const up = this.upstream;
+    if (up && !up.destroyed && !this.upstreamEnded) {
+      if (this.upstreamOpen && !wasData && !this.closeReason.startsWith('internal')) {
+        this.upstreamOpen = false;
+        if (this.closeReason === 'quit') up.end();
+        else up.end('QUIT\r\n');
+        const t = setTimeout(() => up.destroy(), 2000);
+        t.unref?.();
+        up.once('close', () => clearTimeout(t));
+      } else {
+        up.destroy();
+      }
+    }
+    this.upstreamOpen = false;
+    this.client.end();
+    const t = setTimeout(() => this.client.destroy(), 2000);
+    t.unref?.();
+    const done = (): void => {
+      clearTimeout(t);
+      this.log.info(
+        { event: 'CLOSE', by: this.closeReason, bytesIn: this.bytesIn, bytesOut: this.bytesOut, durationMs: Date.now() - this.startedAt, transactions: this.messages, auth: this.tx.session.auth?.user },
+        'session end',
+      );
+      this.resolveClosed();
+    };
+    if (this.client.destroyed) done();
+    else this.client.once('close', done);
+  }
+}
+
+const CRLF = Buffer.from('\r\n');
+const DOT_CRLF = Buffer.from('.\r\n');
+
+function isRefusal(v: Verdict): boolean {
+  return v.action === 'reject' || v.action === 'tempfail';
+}
+
+function ruleNames(v: Verdict): string[] {
+  return v.hits.map((h) => h.rule);
+}
+
+function fmt(e: Endpoint): string {
+  return e.ip.includes(':') ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`;
+}
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
