@@ -27,6 +27,7 @@ function modeFor(opts: ListenerOptions): ListenerMode {
 }
 
 const swallow = (): void => undefined;
+const DEFAULT_MAX_PENDING = 1000;
 
 /** The listener shared by all modes: accepts, asks the mode for client and destination, refuses loops. */
 class ListenerServer extends EventEmitter implements InterceptListener {
@@ -97,9 +98,13 @@ class ListenerServer extends EventEmitter implements InterceptListener {
       return;
     }
     socket.on('error', swallow);
-    this.pending.add(socket);
     const peer: Endpoint = { ip: normalizeIp(socket.remoteAddress), port: socket.remotePort };
     const local: Endpoint = { ip: normalizeIp(socket.localAddress ?? ''), port: socket.localPort ?? 0 };
+    if (this.pending.size >= (this.opts.maxPending ?? DEFAULT_MAX_PENDING)) {
+      this.refuse(socket, peer, { ok: false, reason: 'busy', detail: 'too many connections waiting for their destination' });
+      return;
+    }
+    this.pending.add(socket);
     this.mode
       .resolve(socket, { peer, local })
       .then(

@@ -26,6 +26,8 @@ export interface ListenerOptions {
   /** With `transparent`: also bind the client's source port (smtp-gated tproxy) instead of an ephemeral one. */
   readonly bindClientPort?: boolean;
   readonly backlog?: number;
+  /** Most accepted connections still waiting for their destination (PROXY headers in flight); more are refused 'busy'. Default 1000. */
+  readonly maxPending?: number;
 }
 
 /** A connection whose client and original destination are known. */
@@ -63,6 +65,8 @@ export type RefusalReason =
   | 'proxy-unsupported'
   /** No complete PROXY header within proxyHeaderTimeoutMs. */
   | 'proxy-timeout'
+  /** Too many connections still waiting for a PROXY header (maxPending). */
+  | 'busy'
   /** The client closed before the destination was known. */
   | 'closed'
   /** The kernel could not tell us the destination (no conntrack entry, native helper error). */

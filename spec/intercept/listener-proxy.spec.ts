@@ -164,3 +164,31 @@ describe('intercept listener: proxy mode (raw PROXY headers on loopback)', () =>
     await assert.rejects(l.listen(), /proxyTrusted/);
   });
 });
+
+describe('intercept listener: pending cap', () => {
+  it('refuses connections beyond maxPending while headers are outstanding (busy)', async () => {
+    const l = createInterceptListener(
+      { listen: { ip: '127.0.0.1', port: 0 }, mode: 'proxy', upstream: { ip: '127.0.0.1', port: 2525 }, maxPending: 2, proxyHeaderTimeoutMs: 2000 },
+      NULL_LOGGER,
+    );
+    await l.listen();
+    const socks: net.Socket[] = [];
+    try {
+      const reasons: string[] = [];
+      l.on('refused', (r: RefusedConnection) => reasons.push(r.reason));
+      for (let i = 0; i < 3; i++) {
+        const s = net.connect({ host: '127.0.0.1', port: l.endpoint?.port ?? 0 });
+        s.on('error', () => undefined);
+        socks.push(s);
+        await once(s, 'connect');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const deadline = Date.now() + 2000;
+      while (reasons.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(reasons, ['busy']);
+    } finally {
+      for (const s of socks) s.destroy();
+      await l.close();
+    }
+  });
+});
