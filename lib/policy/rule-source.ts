@@ -1,0 +1,103 @@
+/**
+ * Source positions and diagnostics for rule files: every problem is reported as file:line:col with the
+ * offending line, a caret and a hint (lib/core/errors.ts formats them).
+ */
+import type { Diagnostic } from '../core/errors.js';
+import type { SourceLocation } from '../core/verdict.js';
+
+/** A span in one rule file. */
+export interface Span {
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+  readonly length: number;
+}
+
+export class SourceFile {
+  readonly lines: readonly string[];
+  constructor(readonly file: string, readonly text: string) {
+    this.lines = text.split(/\r?\n/);
+  }
+  lineText(line: number): string {
+    return this.lines[line - 1] ?? '';
+  }
+}
+
+/** Collects diagnostics for a whole compilation; the compiler throws them all at once at the end. */
+export class DiagnosticSink {
+  readonly items: Diagnostic[] = [];
+  private readonly files = new Map<string, SourceFile>();
+  /** Stop collecting past this many (a garbage file must not produce millions). */
+  static readonly MAX = 200;
+
+  addFile(src: SourceFile): void {
+    this.files.set(src.file, src);
+  }
+
+  error(code: string, message: string, span: Span | undefined, hint?: string): void {
+    if (this.items.length >= DiagnosticSink.MAX) return;
+    if (!span) {
+      this.items.push(hint ? { code, message, hint } : { code, message });
+      return;
+    }
+    const src = this.files.get(span.file);
+    const sourceLine = src?.lineText(span.line);
+    const lineLen = sourceLine?.length ?? 0;
+    const length = Math.max(1, Math.min(span.length, Math.max(1, lineLen - span.column + 1)));
+    const d: Diagnostic = {
+      code,
+      message,
+      location: { file: span.file, line: span.line, column: span.column },
+      ...(sourceLine !== undefined ? { sourceLine } : {}),
+      length,
+      ...(hint ? { hint } : {}),
+    };
+    this.items.push(d);
+  }
+
+  get count(): number {
+    return this.items.length;
+  }
+}
+
+export function spanLocation(span: Span): SourceLocation {
+  return { file: span.file, line: span.line, column: span.column };
+}
+
+/** Levenshtein distance, bounded (strings longer than 64 chars are never "near"). */
+export function editDistance(a: string, b: string): number {
+  if (a.length > 64 || b.length > 64) return Math.max(a.length, b.length);
+  const prev = new Array<number>(b.length + 1);
+  for (let j = 0; j <= b.length; j++) prev[j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0] ?? 0;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j] ?? 0;
+      const cost = a.charCodeAt(i - 1) === b.charCodeAt(j - 1) ? 0 : 1;
+      prev[j] = Math.min(up + 1, (prev[j - 1] ?? 0) + 1, diag + cost);
+      diag = up;
+    }
+  }
+  return prev[b.length] ?? 0;
+}
+
+/** The candidate nearest to `word` (edit distance at most max(2, len/3)), or undefined. */
+export function nearest(word: string, candidates: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  const limit = Math.max(2, Math.floor(word.length / 3));
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  return bestD <= limit ? best : undefined;
+}
+
+export function didYouMean(word: string, candidates: Iterable<string>, what = ''): string | undefined {
+  const n = nearest(word, candidates);
+  return n === undefined ? undefined : `did you mean ${what}${what ? ' ' : ''}\`${n}\`?`;
+}
