@@ -3,7 +3,7 @@ import { DiagnosticsError, formatDiagnostic, type Diagnostic } from '../core/err
 import { loadConfig } from '../daemon/config-loader.js';
 import { builtinDoors } from '../daemon/door-wiring.js';
 import { planDoors } from '../daemon/door-registry.js';
-import { loadPolicy } from '../daemon/policy-loader.js';
+import { loadPolicy, ruleContext } from '../daemon/policy-loader.js';
 import { optionValue, parseArgs, takePositionals, type OptionSpec } from './arg-parser.js';
 import { EXIT, type CliIO } from './cli-io.js';
 
@@ -37,9 +37,9 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       if (!registry.has(p.kind)) diagnostics.push({ code: 'config/door-unavailable', message: `${p.kind}: the ${p.kind} door is not available in this build`, location: { file: config.file, line: 1, column: 1 } });
     }
     try {
-      const policy = await loadPolicy(config.rules, new Set(config.dnsLists.map((l) => l.name)));
+      const policy = await loadPolicy(config.rules, ruleContext(config));
       const rules = policy.rules !== undefined ? `, ${policy.rules} rule${policy.rules === 1 ? '' : 's'}` : '';
-      const doors = plans.map((p) => `${p.kind === 'intercept' ? `intercept ${p.name}` : p.kind} on ${p.listen}`).join(', ');
+      const doors = plans.map((p) => `${p.kind === 'intercept' && p.name !== 'intercept' ? `intercept ${p.name}` : p.kind} on ${p.listen}`).join(', ');
       summary = `${config.file}: ok: ${plans.length} door${plans.length === 1 ? '' : 's'} (${doors}); ${policy.files.length} rule file${policy.files.length === 1 ? '' : 's'}${rules}\n`;
     } catch (err) {
       if (!(err instanceof DiagnosticsError)) throw err;

@@ -13,7 +13,7 @@ import { openLockStore } from './lock-store-factory.js';
 import { createScannerSet, type ScannerSetOptions } from '../scanners/scanner-set.js';
 import { createActionHookRunner } from './action-hook-runner.js';
 import type { ScannersConfig } from './config-types.js';
-import { loadPolicy, type LoadedPolicy } from './policy-loader.js';
+import { loadPolicy, ruleContext, type LoadedPolicy } from './policy-loader.js';
 import { buildProviders } from './providers-factory.js';
 
 export interface Runtime {
@@ -55,7 +55,7 @@ export async function buildRuntime(config: SluiceConfig, logger: Logger, previou
     const built = await buildProviders(config, locks, logger);
     cleanups.push(() => built.close());
 
-    const policy = await loadPolicy(config.rules, new Set(config.dnsLists.map((l) => l.name)), built.providers);
+    const policy = await loadPolicy(config.rules, ruleContext(config), { providers: built.providers, logger: logger.child({ component: 'policy' }), hostname: config.hostname });
     if (policy.close) cleanups.push(() => policy.close?.());
 
     let scanners: ScannerSet = NO_SCANNERS;

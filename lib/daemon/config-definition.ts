@@ -3,6 +3,7 @@
  * a spec checks that the two stay in step (every key here appears there).
  */
 import { hostname as osHostname } from 'node:os';
+import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import { isMap, isSeq, type Node } from 'yaml';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
@@ -316,12 +317,14 @@ const interceptListener = object<RawListener>(
     bindPort: withDefault(bool, false),
     starttls: withDefault(oneOf(['relay', 'forbid'] as const), 'forbid'),
     bareLf: withDefault(oneOf(['reject', 'normalize'] as const), 'reject'),
-    holdMaxSize: withDefault(size, 0),
+    holdMaxSize: withDefault(sizeIn(1024, 64 * 1024 * 1024), 256 * 1024),
   },
   (v, ctx, view) => {
     const at = (prop: string): Node => view.valueNode(prop) ?? view.node;
+    if (isIP(v.listen.host) === 0) ctx.error(at('listen'), 'config/value', `${view.pathOf('listen')}: the intercept door listens on an IP address, not a name ("${v.listen.host}")`);
+    if (v.upstream && isIP(v.upstream.host) === 0) ctx.error(at('upstream'), 'config/value', `${view.pathOf('upstream')}: write the upstream as an IP address, not a name ("${v.upstream.host}"); names would be resolved at every connection`);
     if (v.mode === 'fixed' && !v.upstream) ctx.error(view.node, 'config/missing-key', `missing key ${view.pathOf('upstream')}`, 'mode fixed relays every connection to one upstream; write upstream: HOST:PORT');
-    if (v.mode !== 'fixed' && v.upstream) ctx.error(at('upstream'), 'config/conflict', `${view.pathOf('upstream')}: only mode fixed uses an upstream; mode ${v.mode} finds the destination itself`);
+    if ((v.mode === 'tproxy' || v.mode === 'redirect') && v.upstream) ctx.error(at('upstream'), 'config/conflict', `${view.pathOf('upstream')}: mode ${v.mode} finds the destination itself; only modes fixed and proxy take an upstream`);
     if (v.mode === 'proxy' && v.proxyTrusted.length === 0) ctx.error(view.node, 'config/missing-key', `missing key ${view.pathOf('proxyTrusted')}`, 'mode proxy accepts PROXY headers only from trusted sources; list them (e.g. [127.0.0.1])');
     if (v.mode !== 'proxy' && v.proxyTrusted.length > 0) ctx.error(at('proxyTrusted'), 'config/conflict', `${view.pathOf('proxyTrusted')}: only mode proxy reads PROXY headers`);
     if (v.bindPort && !v.transparent) ctx.error(at('bindPort'), 'config/conflict', `${view.pathOf('bindPort')}: needs transparent: true`);

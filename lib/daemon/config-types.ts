@@ -119,7 +119,7 @@ export interface InterceptListenerConfig {
   readonly bindPort: boolean;
   readonly starttls: 'relay' | 'forbid';
   readonly bareLf: 'reject' | 'normalize';
-  /** Store-and-forward: hold messages up to this size until the content verdict (0 = stream, hold only the final dot). */
+  /** Most header bytes held back while header/eoh rules run (the body always streams; the final dot is held). */
   readonly holdMaxSize: number;
 }
 

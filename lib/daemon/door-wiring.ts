@@ -2,6 +2,7 @@
  * Maps each door's config section onto its module's options and registers the factory. Wiring a new door is
  * one `register` call here.
  */
+import { createInterceptDoor } from '../intercept/intercept-door.js';
 import { createMilterDoor } from '../milter/milter-door.js';
 import { createPolicyDoor } from '../milter/policy-door.js';
 import { formatCidr, type ListenAddress } from './config-units.js';
@@ -14,6 +15,27 @@ export function milterListen(a: ListenAddress): string {
 
 export function builtinDoors(): DoorRegistry {
   return new DoorRegistry()
+    .register('intercept', (s, _config, deps) =>
+      createInterceptDoor(
+        {
+          name: s.name,
+          listeners: [
+            {
+              listen: { ip: s.listen.host, port: s.listen.port },
+              mode: s.mode,
+              ...(s.upstream ? { upstream: { ip: s.upstream.host, port: s.upstream.port } } : {}),
+              ...(s.mode === 'proxy' ? { proxyTrusted: s.proxyTrusted.map(formatCidr) } : {}),
+              transparent: s.transparent,
+              bindClientPort: s.bindPort,
+            },
+          ],
+          starttls: s.starttls,
+          bareLf: s.bareLf === 'normalize' ? 'normalise' : 'reject',
+          holdMaxSize: s.holdMaxSize,
+        },
+        deps,
+      ),
+    )
     .register('milter', (s, _config, deps) =>
       createMilterDoor({ listen: milterListen(s.listen), maxPacket: s.maxPacket, readTimeoutMs: s.timeout, progressIntervalMs: s.progressInterval, name: 'milter' }, deps),
     )

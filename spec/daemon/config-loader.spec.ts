@@ -55,7 +55,7 @@ describe('config loader', () => {
           bindPort: false,
           starttls: 'forbid',
           bareLf: 'reject',
-          holdMaxSize: 0,
+          holdMaxSize: 256 * 1024,
         },
       ]);
     });

@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cliMain } from '../helpers/paths.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
+
+function sluice(cwd: string, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [cliMain, ...args], { cwd, encoding: 'utf8', timeout: 15000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('sluice check (built binary)', function () {
+  this.timeout(20000);
+  let tmp: { path: string; remove: () => void };
+  beforeEach(() => (tmp = makeTempDir()));
+  afterEach(() => tmp.remove());
+
+  it('exits 0 with a one-line summary for a valid configuration', () => {
+    writeFileSync(join(tmp.path, 'ok.yaml'), 'policyd: { listen: 127.0.0.1:10029 }\nmilter: { listen: unix:milter.sock }\n');
+    const r = sluice(tmp.path, 'check', '-c', 'ok.yaml');
+    assert.equal(r.stderr, '');
+    assert.equal(r.stdout, `${join(tmp.path, 'ok.yaml')}: ok: 2 doors (milter on unix:${join(tmp.path, 'milter.sock')}, policyd on 127.0.0.1:10029); 0 rule files, 0 rules\n`);
+    assert.equal(r.status, 0);
+    const q = sluice(tmp.path, 'check', '--quiet', '--config=ok.yaml');
+    assert.equal(q.stdout, '');
+    assert.equal(q.status, 0);
+  });
+
+  it('prints every problem with file:line:col and exits 1', () => {
+    const file = join(tmp.path, 'bad.yaml');
+    writeFileSync(file, 'policyd:\n  listen: 127.0.0.1:10029\n  max_requests: 1KB\nlog:\n  level: loud\n');
+    const r = sluice(tmp.path, 'check', '-c', file);
+    assert.equal(r.status, 1);
+    assert.equal(r.stdout, '');
+    assert.equal(
+      r.stderr,
+      [
+        `${file}:3:3: error[config/unknown-key]: unknown key policyd.max_requests`,
+        '  3 |   max_requests: 1KB',
+        '    |   ^^^^^^^^^^^^',
+        '  hint: did you mean "max_request"?',
+        `${file}:5:10: error[config/value]: log.level: expected one of debug, info, warn, error, got "loud"`,
+        '  5 |   level: loud',
+        '    |          ^^^^',
+        'sluice check: 2 problems found',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('exits 1 when the file does not exist', () => {
+    const r = sluice(tmp.path, 'check', '-c', 'missing.yaml');
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, `error[config/read]: cannot read ${join(tmp.path, 'missing.yaml')}: no such file\nsluice check: 1 problem found\n`);
+  });
+});
