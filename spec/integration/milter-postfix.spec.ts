@@ -1,0 +1,223 @@
+/**
+ * The milter door behind a real, private Postfix (conf/postfix/milter.main.cf with the door's test port):
+ * swaks / smtp-source / a raw SMTP client send mail, smtp-sink receives it. Asserts what is on the wire:
+ * the exact SMTP replies Postfix gives for each verdict, headers as delivered, the hold queue.
+ */
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Door } from '../../lib/daemon/door.js';
+import { createMilterDoor } from '../../lib/milter/milter-door.js';
+import { requirePeer } from '../helpers/ci-guard.js';
+import { testDeps } from '../helpers/milter-client.js';
+import { milterTestPolicy } from '../helpers/milter-rules.js';
+import { freePort } from '../helpers/ports.js';
+import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
+import { swaks, swaksAvailable } from '../helpers/swaks.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
+
+/** A minimal SMTP client: sends one line, returns the full (multi-line) reply. */
+class SmtpDialog {
+  private buf = '';
+  private waiting: (() => void) | undefined;
+  private constructor(readonly socket: Socket) {
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => {
+      this.buf += d;
+      this.waiting?.();
+    });
+    socket.on('error', () => undefined);
+  }
+  static async open(port: number): Promise<SmtpDialog> {
+    const s = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => {
+      s.once('connect', () => resolve());
+      s.once('error', reject);
+    });
+    return new SmtpDialog(s);
+  }
+  async reply(timeoutMs = 10_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = /^(?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n/.exec(this.buf);
+      if (m) {
+        this.buf = this.buf.slice(m[0].length);
+        return m[0].replace(/\r/g, '').trimEnd();
+      }
+      if (Date.now() > deadline) throw new Error(`no SMTP reply; buffer: ${JSON.stringify(this.buf)}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 100);
+        this.waiting = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+    }
+  }
+  async cmd(line: string): Promise<string> {
+    this.socket.write(line + '\r\n');
+    return await this.reply();
+  }
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+function smtpSource(args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile('/usr/sbin/smtp-source', args, { timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? -1 : 0, out: String(stdout) + String(stderr) });
+    });
+  });
+}
+
+describe('integration/milter behind a real Postfix', function () {
+  this.timeout(60_000);
+  let pf: PostfixInstance | undefined;
+  let door: Door | undefined;
+  let rejectConnect = false;
+
+  before(async function () {
+    requirePeer(this, postfixAvailable && swaksAvailable, 'postfix (root), smtp-sink and swaks');
+    const port = await freePort();
+    door = createMilterDoor({ listen: `inet:127.0.0.1:${port}` }, testDeps(await milterTestPolicy({ rejectConnect: () => rejectConnect })));
+    await door.start();
+    pf = await startPostfix({ snippets: ['milter'], ports: { 10030: port } });
+  });
+
+  after(async () => {
+    await pf?.stop();
+    await door?.stop(500);
+  });
+
+  const send = (o: { from?: string; to?: string | string[]; helo?: string; headers?: Array<[string, string]>; body?: string; extra?: string[] }) =>
+    swaks({ server: pf!.host, port: pf!.smtpPort, helo: o.helo ?? 'client.example', ...o });
+  const sink = () => pf!.sink!;
+
+  it('delivers a clean message with the trace header, the eom header and the changed Subject', async () => {
+    const before = sink().messages().length;
+    const r = await send({ from: 'alice@example.com', to: 'bob@example.net', headers: [['X-Remove-Me', 'one'], ['X-Remove-Me', 'two']], extra: ['--header', 'Subject: hello there'] });
+    assert.equal(r.code, 0, r.transcript);
+    const [m] = (await sink().waitForMessages(before + 1)).slice(before);
+    assert.ok(m);
+    const h = (name: string) => m.headers.filter(([n]) => n.toLowerCase() === name.toLowerCase()).map(([, val]) => val);
+    assert.deepEqual(h('X-Sluice-Trace'), ['milter sluice.test']);
+    assert.deepEqual(h('X-Sluice'), ['auth=none client=127.0.0.1']);
+    assert.deepEqual(h('Subject'), ['[checked] hello there']);
+    assert.deepEqual(h('X-Remove-Me'), [], 'both X-Remove-Me headers deleted (highest index first)');
+    // Added headers come after the message's own (SMFIR_ADDHEADER appends) and exactly one space follows the colon.
+    assert.match(m.content, /\nX-Sluice-Trace: milter sluice\.test\n/);
+    assert.match(m.content, /\nSubject: \[checked\] hello there\n/);
+    assert.deepEqual(m.recipients, ['bob@example.net']);
+  });
+
+  it('rejects at HELO, MAIL and RCPT with the rule reply; RCPT reject refuses only that recipient', async () => {
+    const helo = await send({ helo: 'bad.helo.example', to: 'x@example.net' });
+    assert.notEqual(helo.code, 0);
+    assert.ok(helo.serverLines.some((l) => l === '550 5.7.1 Bad HELO'), helo.transcript);
+
+    const blocked = await send({ from: 'blocked@example.com', to: 'x@example.net' });
+    assert.notEqual(blocked.code, 0);
+    assert.ok(blocked.serverLines.includes('550 5.7.1 Sender blocked'), blocked.transcript);
+
+    const before = sink().messages().length;
+    const r = await send({ from: 'alice@example.com', to: ['bad@example.net', 'good@example.net', 'later@example.net'] });
+    assert.ok(r.serverLines.includes('550 5.1.1 No such user here'), r.transcript);
+    assert.ok(r.serverLines.includes('451 4.2.0 Try later'), r.transcript);
+    const [m] = (await sink().waitForMessages(before + 1)).slice(before);
+    assert.deepEqual(m?.recipients, ['good@example.net']);
+  });
+
+  it('rejects at CONNECT: Postfix refuses the session (with its own 554 greeting, not the rule text)', async () => {
+    rejectConnect = true;
+    try {
+      const d = await SmtpDialog.open(pf!.smtpPort);
+      const greeting = await d.reply();
+      // Postfix 3.7 turns a 5xx milter verdict at CONNECT into its "not accepting connections" greeting.
+      assert.match(greeting, /^554 \S+ ESMTP not accepting connections$/);
+      await pf!.waitForLog(/milter-reject: CONNECT from localhost\[127\.0\.0\.1\]: 554 5\.7\.1 Not welcome here/);
+      d.close();
+    } finally {
+      rejectConnect = false;
+    }
+  });
+
+  it('discards silently and holds quarantined mail in the hold queue', async () => {
+    const before = sink().messages().length;
+    const d = await send({ from: 'discard@example.com', to: 'bob@example.net' });
+    assert.equal(d.code, 0, d.transcript);
+    await pf!.waitForLog(/milter-discard/);
+    const q = await send({ from: 'hold@example.com', to: 'bob@example.net', extra: ['--header', 'Subject: hold me'] });
+    assert.equal(q.code, 0, q.transcript);
+    const held = await pf!.waitForQueue((entries) => entries.some((e) => e.queue_name === 'hold' && e.sender === 'hold@example.com'));
+    assert.equal(held.filter((e) => e.queue_name === 'hold').length, 1);
+    await pf!.waitForLog(/milter triggers HOLD action/);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(sink().messages().length, before, 'neither message was delivered');
+  });
+
+  it('rejects an oversized message at end of DATA with the rule reply', async () => {
+    const dir = makeTempDir();
+    const file = join(dir.path, 'body.txt');
+    writeFileSync(file, ('x'.repeat(76) + '\n').repeat(3000));
+    const r = await send({ from: 'alice@example.com', to: 'bob@example.net', body: `@${file}` }).finally(() => dir.remove());
+    assert.notEqual(r.code, 0);
+    assert.ok(r.serverLines.includes('554 5.6.0 Message too big for this test'), r.transcript.slice(-2000));
+  });
+
+  it('handles many messages in one SMTP session (ABORT between messages, nothing leaks)', async () => {
+    const before = sink().messages().length;
+    const r = await smtpSource(['-m', '6', '-s', '1', '-d', '-f', 'alice@example.com', '-t', 'bob@example.net', '-S', 'batch', '-M', 'client.example', `127.0.0.1:${pf!.smtpPort}`]);
+    assert.equal(r.code, 0, r.out);
+    const msgs = (await sink().waitForMessages(before + 6)).slice(before);
+    assert.equal(msgs.length, 6);
+    for (const m of msgs) {
+      assert.equal(m.headers.filter(([n]) => n === 'X-Sluice').length, 1);
+      assert.equal(m.headers.filter(([n]) => n === 'X-Sluice-Trace').length, 1);
+      assert.deepEqual(m.headers.filter(([n]) => n === 'Subject').map(([, v]) => v), ['[checked] batch']);
+    }
+    await pf!.waitForLog(/disconnect from [^\n]* mail=6 rcpt=6 data=6 /, 10_000);
+  });
+
+  it('survives RSET in the middle of a message and a client that disconnects mid-DATA', async () => {
+    const before = sink().messages().length;
+    const d = await SmtpDialog.open(pf!.smtpPort);
+    assert.match(await d.reply(), /^220/);
+    assert.match(await d.cmd('EHLO client.example'), /^250/);
+    assert.match(await d.cmd('MAIL FROM:<first@example.com>'), /^250/);
+    assert.match(await d.cmd('RCPT TO:<bad@example.net>'), /^550 5\.1\.1 No such user here/);
+    assert.match(await d.cmd('RCPT TO:<one@example.net>'), /^250/);
+    assert.match(await d.cmd('RSET'), /^250/);
+    assert.match(await d.cmd('MAIL FROM:<second@example.com>'), /^250/);
+    assert.match(await d.cmd('RCPT TO:<two@example.net>'), /^250/);
+    assert.match(await d.cmd('DATA'), /^354/);
+    assert.match(await d.cmd('Subject: after rset\r\n\r\nbody\r\n.'), /^250/);
+    assert.match(await d.cmd('QUIT'), /^221/);
+    d.close();
+    const [m] = (await sink().waitForMessages(before + 1)).slice(before);
+    assert.equal(m?.sender, 'second@example.com');
+    assert.deepEqual(m?.recipients, ['two@example.net']);
+    assert.deepEqual(m?.headers.filter(([n]) => n === 'Subject').map(([, v]) => v), ['[checked] after rset']);
+
+    // Mid-DATA disconnect: the message is dropped, the milter session ends, the next client is served normally.
+    const cut = await SmtpDialog.open(pf!.smtpPort);
+    await cut.reply();
+    await cut.cmd('EHLO client.example');
+    await cut.cmd('MAIL FROM:<cut@example.com>');
+    await cut.cmd('RCPT TO:<bob@example.net>');
+    assert.match(await cut.cmd('DATA'), /^354/);
+    cut.socket.write('Subject: cut\r\n\r\nhalf a message\r\n');
+    await new Promise((r) => setTimeout(r, 200));
+    cut.close();
+    await pf!.waitForLog(/lost connection after DATA[^\n]*/);
+    const deadline = Date.now() + 10_000;
+    while (door!.activeSessions > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(door!.activeSessions, 0, 'the milter connection of the cut session was closed');
+    const after = await send({ from: 'alice@example.com', to: 'bob@example.net', extra: ['--header', 'Subject: after cut'] });
+    assert.equal(after.code, 0, after.transcript);
+    const msgs = await sink().waitForMessages(before + 2);
+    assert.ok(!msgs.some((x) => x.sender === 'cut@example.com'));
+  });
+});
