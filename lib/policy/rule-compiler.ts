@@ -125,7 +125,15 @@ export function compileRules(sources: readonly RuleSource[], opts: CompileOption
     if (ct) tests.push(ct);
   }
 
-  if (sink.count > 0) throw new DiagnosticsError(sink.items);
+  if (sink.count > 0) {
+    const order = new Map(sources.map((s, i) => [s.file, i]));
+    const rank = (f: string | undefined): number => (f === undefined ? -1 : (order.get(f) ?? sources.length));
+    const sorted = sink.items
+      .map((d, i) => ({ d, i }))
+      .sort((a, b) => rank(a.d.location?.file) - rank(b.d.location?.file) || (a.d.location?.line ?? 0) - (b.d.location?.line ?? 0) || (a.d.location?.column ?? 0) - (b.d.location?.column ?? 0) || a.i - b.i)
+      .map((x) => x.d);
+    throw new DiagnosticsError(sorted);
+  }
   finishRegexGroups(groups);
 
   const byStage = new Map<RuleStage, CompiledRule[]>();

@@ -24,13 +24,17 @@ const MAX_DEPTH = 64;
 class ParseError extends Error {}
 
 export function parseRules(src: SourceFile, sink: DiagnosticSink): DeclNode[] {
-  return new Parser(lex(src, sink), sink).parseFile();
+  const before = sink.items.length;
+  const toks = lex(src, sink);
+  // A syntax error on a line the lexer already complained about is a consequence, not news.
+  const lexLines = new Set(sink.items.slice(before).map((d) => d.location?.line ?? 0));
+  return new Parser(toks, sink, lexLines).parseFile();
 }
 
 class Parser {
   private pos = 0;
   private depth = 0;
-  constructor(private readonly toks: Token[], private readonly sink: DiagnosticSink) {}
+  constructor(private readonly toks: Token[], private readonly sink: DiagnosticSink, private readonly lexLines: ReadonlySet<number>) {}
 
   private peek(k = 0): Token {
     return this.toks[Math.min(this.pos + k, this.toks.length - 1)] as Token;
@@ -49,7 +53,7 @@ class Parser {
     return t.kind === 'punct' && t.value === v;
   }
   private fail(code: string, message: string, span: Span, hint?: string): never {
-    this.sink.error(code, message, span, hint);
+    if (!this.lexLines.has(span.line)) this.sink.error(code, message, span, hint);
     throw new ParseError(message);
   }
   private describe(t: Token): string {
