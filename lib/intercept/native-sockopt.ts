@@ -24,6 +24,10 @@ export interface NativeSockopt {
   waitConnected(fd: number, timeoutMs: number, callback: (err: string | 0) => void): void;
   /** close(2), for a descriptor never handed to a net.Socket. */
   closeFd(fd: number): void;
+  /** prctl(PR_SET_KEEPCAPS) for the calling (main) thread. */
+  keepCapabilities(on: boolean): void;
+  /** After setuid: permitted and effective capabilities become exactly CAP_NET_ADMIN + CAP_NET_RAW. */
+  retainNetAdmin(): void;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -73,4 +77,21 @@ export function requireNative(what: string): NativeSockopt {
   const n = loadNative();
   if (n) return n;
   throw new Error(`${what} needs the native socket helper: ${loadError ?? 'not available'}`);
+}
+
+/**
+ * Runs `drop` (the daemon's setgid/setuid) so that the main thread keeps CAP_NET_ADMIN and CAP_NET_RAW, and
+ * nothing else, afterwards: what tproxy listeners and transparent upstream connects need after a privilege drop
+ * (smtp-gated keeps a saved root uid, proxsmtp keeps CAP_NET_ADMIN with libcap). Transparent sockets are created
+ * on the main thread, so the per-thread capability set is enough.
+ */
+export function dropPrivilegesKeepingNetAdmin(drop: () => void): void {
+  const native = requireNative('keeping CAP_NET_ADMIN across the privilege drop');
+  native.keepCapabilities(true);
+  try {
+    drop();
+  } finally {
+    native.keepCapabilities(false);
+  }
+  native.retainNetAdmin();
 }

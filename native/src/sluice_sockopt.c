@@ -6,10 +6,15 @@
  *   socketError(fd)                                          -> 0 | "ECONNREFUSED" ...
  *   waitConnected(fd, timeoutMs, cb)                         poll(POLLOUT) on the libuv pool, cb(0 | errno name)
  *   closeFd(fd)
+ *   keepCapabilities(on)                                     prctl(PR_SET_KEEPCAPS) for the calling (main) thread
+ *   retainNetAdmin()                                         after setuid: CAP_NET_ADMIN+CAP_NET_RAW only, effective
  * Errors are thrown as JS Errors whose `code` is the errno name.
  * Plain C against node_api.h only (no node-addon-api).
  */
 #include <node_api.h>
+
+#include <stdbool.h>
+#include <stdint.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +26,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
 #include <linux/netfilter_ipv4.h>        /* SO_ORIGINAL_DST */
 #include <linux/netfilter_ipv6/ip6_tables.h> /* IP6T_SO_ORIGINAL_DST */
 
@@ -303,6 +311,30 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value keep_capabilities(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  bool on;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_bool(env, argv[0], &on) != napi_ok) return throw_type(env, "keepCapabilities(boolean)");
+  if (prctl(PR_SET_KEEPCAPS, on ? 1 : 0, 0, 0, 0) != 0) return throw_errno(env, "prctl(PR_SET_KEEPCAPS)", errno);
+  return NULL;
+}
+
+/* Reduces the calling thread's capabilities to CAP_NET_ADMIN and CAP_NET_RAW (permitted and effective), which is
+ * what IP_TRANSPARENT needs. Call after setuid() with keepCapabilities(true) set before it. */
+static napi_value retain_net_admin(napi_env env, napi_callback_info info) {
+  (void)info;
+  struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof data);
+  uint32_t bits = (1u << CAP_NET_ADMIN) | (1u << CAP_NET_RAW);
+  data[0].permitted = bits;
+  data[0].effective = bits;
+  if (syscall(SYS_capset, &hdr, data) != 0) return throw_errno(env, "capset(CAP_NET_ADMIN)", errno);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "getOriginalDestination", NULL, get_original_destination, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -311,6 +343,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "socketError", NULL, socket_error, NULL, NULL, NULL, napi_enumerable, NULL },
     { "waitConnected", NULL, wait_connected, NULL, NULL, NULL, napi_enumerable, NULL },
     { "closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "keepCapabilities", NULL, keep_capabilities, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "retainNetAdmin", NULL, retain_net_admin, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
