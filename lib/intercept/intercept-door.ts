@@ -79,13 +79,16 @@ class InterceptDoor implements Door {
 
   async stop(drainMs: number): Promise<void> {
     this.stopping = true;
-    await Promise.all(this.listeners.map((l) => l.close()));
+    // net.Server.close() calls back only once every accepted socket is closed: start it, drain, then await it.
+    const closing = Promise.all(this.listeners.map((l) => l.close()));
     const all = Promise.all([...this.sessions].map((s) => s.closed));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, drainMs)))]);
     if (timer) clearTimeout(timer);
     for (const s of this.sessions) s.abort('shutdown');
     await all;
+    await closing;
+    this.listeners = [];
   }
 
   private onRefused(r: RefusedConnection): void {

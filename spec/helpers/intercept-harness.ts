@@ -11,6 +11,8 @@ import type { LockStore } from '../../lib/policy/lock-store.js';
 import { createInterceptDoor, type InterceptDoorOptions } from '../../lib/intercept/intercept-door.js';
 import { doorDeps, lockStoreIn, memoryLogger } from './postfix-door-deps.js';
 import { freePort } from './ports.js';
+import { compileRules, PolicyEngine } from '../../lib/policy/index.js';
+import { SYSTEM_CLOCK } from '../../lib/policy/providers.js';
 import { makeTempDir } from './temp-dir.js';
 
 export interface InterceptHarness {
@@ -23,9 +25,16 @@ export interface InterceptHarness {
   stop(): Promise<void>;
 }
 
+/** The real rule engine over rule text, with the given lock store and the system clock (no SPF/DNS providers). */
+export function realPolicy(rules: string, locks: LockStore, proxyName = 'sluice.test'): PolicyEngine {
+  const ruleset = compileRules([{ file: 'test.rules', text: rules }]);
+  return new PolicyEngine(ruleset, { locks, clock: SYSTEM_CLOCK }, { proxyName });
+}
+
 export async function startInterceptDoor(p: {
   upstreamPort: number;
-  policy: PolicyPort;
+  /** The policy, or a function building it on the harness's lock store (for the real PolicyEngine). */
+  policy: PolicyPort | ((locks: LockStore) => PolicyPort);
   limits?: Partial<Limits>;
   scanners?: ScannerSet;
   effects?: EffectRunner;
@@ -35,7 +44,8 @@ export async function startInterceptDoor(p: {
   const locks = lockStoreIn(dir.path);
   const logger = memoryLogger();
   const port = await freePort();
-  const deps = doorDeps({ policy: p.policy, locks, logger, ...(p.limits ? { limits: p.limits } : {}), ...(p.scanners ? { scanners: p.scanners } : {}), ...(p.effects ? { effects: p.effects } : {}) });
+  const policy = typeof p.policy === 'function' ? p.policy(locks) : p.policy;
+  const deps = doorDeps({ policy, locks, logger, ...(p.limits ? { limits: p.limits } : {}), ...(p.scanners ? { scanners: p.scanners } : {}), ...(p.effects ? { effects: p.effects } : {}) });
   const door = createInterceptDoor(
     { listeners: [{ listen: { ip: '127.0.0.1', port }, mode: 'fixed', upstream: { ip: '127.0.0.1', port: p.upstreamPort } }], ...p.options },
     deps,

@@ -360,3 +360,22 @@ describe('intercept relay session (fault upstream, raw client)', function () {
     assert.deepEqual(up.connections[0]!.commands.slice(-2), ['RSET', 'MAIL FROM:<a2@b.example>']);
   });
 });
+
+describe('intercept door lifecycle', function () {
+  this.timeout(10000);
+  it('stop(drainMs) ends sessions still open after the drain with 421 and resolves', async () => {
+    const up = await startFaultUpstream();
+    const h = await startInterceptDoor({ upstreamPort: up.port, policy: scriptedPolicy(() => undefined) });
+    const c = await rawClient(h.port);
+    assert.equal(await c.reply(), '220 fault.test ESMTP ready\r\n');
+    await c.cmd('EHLO client.test');
+    const t0 = Date.now();
+    await h.stop();
+    assert.ok(Date.now() - t0 < 3000);
+    assert.equal(await c.reply(), '421 4.3.2 sluice.test Service shutting down, closing connection\r\n');
+    await c.closed;
+    await up.waitClosed(1);
+    assert.equal(h.door.activeSessions, 0);
+    await up.close();
+  });
+});
