@@ -217,6 +217,7 @@ async function execute(
     let exit: { code: number | null; sig: NodeJS.Signals | null } | undefined;
     let open = 0;
     let graceTimer: NodeJS.Timeout | undefined;
+    let src: Readable | undefined;
     const child = spawn(program, [...args], {
       cwd: options.tempDir,
       env,
@@ -231,6 +232,7 @@ async function execute(
       clearTimeout(timer);
       clearTimeout(graceTimer);
       signal?.removeEventListener('abort', onAbort);
+      src?.destroy();
       // Whatever the command left behind in its group goes too (proxsmtpd's orphaned-filter problem).
       killGroup(pid);
       void writeChain.then(() => resolve(r), () => resolve(r));
@@ -277,7 +279,7 @@ async function execute(
     if (child.stdin) {
       // A filter may exit without reading its input: EPIPE here is not an error.
       child.stdin.on('error', () => undefined);
-      const src = input.open();
+      src = input.open();
       src.on('error', (err) => finish({ kind: 'error', message: `reading the spooled message failed: ${err.message}` }));
       src.pipe(child.stdin);
     }
