@@ -227,3 +227,55 @@ describe('dns-resolver (against spec/helpers/dns-server)', function () {
     assert.equal(reverseAddress('nope'), undefined);
   });
 });
+
+describe('dns-resolver against hostile answers', function () {
+  it('ignores garbage, wrong ids, wrong questions and other senders; takes the matching answer', async () => {
+    const { createSocket } = await import('node:dgram');
+    const dnsPacket = (await import('dns-packet')).default;
+    const srv = createSocket('udp4');
+    const other = createSocket('udp4');
+    await new Promise<void>((r) => srv.bind(0, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => other.bind(0, '127.0.0.1', () => r()));
+    srv.on('message', (msg, rinfo) => {
+      const q = dnsPacket.decode(msg);
+      const question = q.questions?.[0];
+      if (!question) return;
+      const answer = (id: number, name: string, data: string) =>
+        dnsPacket.encode({ type: 'response', id, flags: 0, questions: [{ ...question, name }], answers: [{ type: 'A', name, ttl: 60, data }] });
+      const id = q.id ?? 0;
+      srv.send(Buffer.from('garbage that is not DNS'), rinfo.port, rinfo.address);
+      srv.send(answer((id + 1) % 65536, question.name, '10.6.6.6'), rinfo.port, rinfo.address); // wrong id
+      srv.send(answer(id, 'evil.example.test', '10.6.6.7'), rinfo.port, rinfo.address); // wrong question
+      other.send(answer(id, question.name, '10.6.6.8'), rinfo.port, rinfo.address); // right id, wrong source port
+      setTimeout(() => srv.send(answer(id, question.name, '192.0.2.200'), rinfo.port, rinfo.address), 20);
+    });
+    try {
+      const r = new DnsResolver({ servers: [`127.0.0.1:${srv.address().port}`], timeoutMs: 1000, retries: 0 });
+      const a = await r.query('victim.example.test', 'A');
+      assert.deepEqual(a.records, ['192.0.2.200']);
+    } finally {
+      srv.close();
+      other.close();
+    }
+  });
+
+  it('name checks never throw and accepted names round-trip through the wire format', async () => {
+    const fc = (await import('fast-check')).default;
+    const dnsPacket = (await import('dns-packet')).default;
+    const { nameProblem } = await import('../../lib/policy/dns-name.js');
+    const label = fc.string({ unit: fc.constantFrom(...'abcXYZ09-_ %=+!~'.split('')), minLength: 0, maxLength: 70 });
+    fc.assert(
+      fc.property(fc.array(label, { minLength: 1, maxLength: 6 }), (labels) => {
+        const name = labels.join('.');
+        const p = nameProblem(name);
+        if (p !== undefined) return true;
+        const wire = name.endsWith('.') ? name.slice(0, -1) : name; // the resolver sends names without the root dot
+        const buf = dnsPacket.encode({ type: 'query', id: 1, questions: [{ type: 'A', name: wire }] });
+        assert.ok(buf.length <= 512);
+        assert.equal(dnsPacket.decode(buf).questions?.[0]?.name, wire);
+        return true;
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
