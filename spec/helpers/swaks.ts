@@ -4,7 +4,9 @@
  * 26 DATA, 27 (this and others) end-of-data or later; 21/22 banner/greeting problems.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { makeTempDir } from './temp-dir.js';
 
 export const SWAKS = '/usr/bin/swaks';
 export const swaksAvailable: boolean = existsSync(SWAKS);
@@ -16,7 +18,7 @@ export interface SwaksOptions {
   /** One or more recipients (sent as one comma list). */
   readonly to?: string | readonly string[];
   readonly helo?: string;
-  /** Extra headers as [name, value]. */
+  /** Headers as [name, value]: replaces swaks' own header of that name (Subject, ...) or adds it. */
   readonly headers?: ReadonlyArray<readonly [string, string]>;
   readonly body?: string;
   /** A full message (headers + body) to send instead of swaks' default. */
@@ -35,14 +37,26 @@ export interface SwaksResult {
   readonly serverLines: readonly string[];
 }
 
+/** Long texts do not fit in argv: swaks reads "@path" from a file (removed at exit of the test process). */
+function viaFile(text: string): string {
+  if (text.length < 4096 && !text.startsWith('@')) return text;
+  const dir = (spoolDir ??= makeTempDir('sluice-swaks-'));
+  const file = join(dir.path, `body-${++fileCounter}.txt`);
+  writeFileSync(file, text);
+  return `@${file}`;
+}
+let spoolDir: ReturnType<typeof makeTempDir> | undefined;
+let fileCounter = 0;
+process.once('exit', () => spoolDir?.remove());
+
 export function swaksArgs(o: SwaksOptions): string[] {
   const args = ['--server', `${o.server}:${o.port}`, '--from', o.from ?? 'sender@example.org'];
   const to = o.to ?? 'rcpt@example.net';
   args.push('--to', typeof to === 'string' ? to : to.join(','));
   if (o.helo) args.push('--ehlo', o.helo);
-  for (const [name, value] of o.headers ?? []) args.push('--add-header', `${name}: ${value}`);
-  if (o.data !== undefined) args.push('--data', o.data);
-  else if (o.body !== undefined) args.push('--body', o.body);
+  for (const [name, value] of o.headers ?? []) args.push('--header', `${name}: ${value}`);
+  if (o.data !== undefined) args.push('--data', viaFile(o.data));
+  else if (o.body !== undefined) args.push('--body', viaFile(o.body));
   if (o.quitAfter) args.push('--quit-after', o.quitAfter);
   args.push('--timeout', String(o.timeoutSec ?? 15), '--hide-informational');
   args.push(...(o.extra ?? []));
