@@ -161,8 +161,9 @@ export class ClamdStream {
 
   abort(): void {
     this.ended = true;
-    this.failure ??= 'aborted';
+    if (this.verdict === undefined) this.failure ??= 'aborted';
     this.cleanup();
+    this.maybeSettle();
   }
 
   private onData(d: string): void {
