@@ -6,13 +6,12 @@
 import assert from 'node:assert/strict';
 import { scriptedPolicy, type Decide } from '../helpers/postfix-door-deps.js';
 import { startFaultUpstream, type FaultScript, type FaultUpstream } from '../helpers/fault-upstream.js';
-import { startInterceptDoor, until, type InterceptHarness } from '../helpers/intercept-harness.js';
+import { realPolicy, startInterceptDoor, until, type InterceptHarness } from '../helpers/intercept-harness.js';
 import { rawClient, type RawClient } from '../helpers/smtp-raw-client.js';
 import type { Limits } from '../../lib/core/limits.js';
 import type { InterceptDoorOptions } from '../../lib/intercept/intercept-door.js';
 import { lockKey } from '../../lib/policy/lock-store.js';
 
-const reject = (code: number, enhanced: string, text: string) => ({ action: 'reject' as const, reply: { code, enhanced, lines: [text] } });
 
 describe('intercept relay session (fault upstream, raw client)', function () {
   this.timeout(15000);
@@ -20,10 +19,11 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   let h: InterceptHarness | undefined;
   const clients: RawClient[] = [];
 
-  async function setup(opts: { script?: FaultScript; decide?: Decide; limits?: Partial<Limits>; options?: Partial<InterceptDoorOptions>; upstreamPort?: number; headers?: boolean } = {}): Promise<{ up: FaultUpstream; h: InterceptHarness; policy: ReturnType<typeof scriptedPolicy> }> {
+  async function setup(opts: { script?: FaultScript; decide?: Decide; rules?: string; limits?: Partial<Limits>; options?: Partial<InterceptDoorOptions>; upstreamPort?: number; headers?: boolean } = {}): Promise<{ up: FaultUpstream; h: InterceptHarness; policy: ReturnType<typeof scriptedPolicy> }> {
     up = await startFaultUpstream(opts.script);
     const policy = scriptedPolicy(opts.decide ?? (() => undefined), { headers: opts.headers ?? false });
-    h = await startInterceptDoor({ upstreamPort: opts.upstreamPort ?? up.port, policy, ...(opts.limits ? { limits: opts.limits } : {}), ...(opts.options ? { options: opts.options } : {}) });
+    const rules = opts.rules;
+    h = await startInterceptDoor({ upstreamPort: opts.upstreamPort ?? up.port, policy: rules !== undefined ? (locks) => realPolicy(rules, locks) : policy, ...(opts.limits ? { limits: opts.limits } : {}), ...(opts.options ? { options: opts.options } : {}) });
     return { up, h, policy };
   }
 
@@ -66,7 +66,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   });
 
   it('keeps PIPELINING: replies in command order, a refused RCPT answered locally and never forwarded', async () => {
-    const { up } = await setup({ decide: (stage, tx) => (stage === 'rcpt' && tx.envelope.rcpt === 'bad@example.net' ? reject(550, '5.7.1', 'No such user here') : undefined) });
+    const { up } = await setup({ rules: 'rule bad at rcpt: rcpt == "bad@example.net" => reject 550 5.7.1 "No such user here"' });
     const c = await client();
     await c.reply();
     await c.cmd('EHLO client.test');
@@ -78,7 +78,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   });
 
   it('takes the session over after a MAIL reject: QUIT upstream, then 250/503/451/502/221', async () => {
-    const { up } = await setup({ decide: (stage) => (stage === 'mail' ? reject(550, '5.7.1', 'Sender refused') : undefined) });
+    const { up } = await setup({ rules: 'rule spam at mail: sender ~ /^spam@/ => reject 550 5.7.1 "Sender refused"' });
     const c = await client();
     await c.reply();
     await c.cmd('EHLO client.test');
@@ -94,7 +94,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   });
 
   it('uses enhanced status codes in its own replies only when the upstream advertised them', async () => {
-    await setup({ script: { capabilities: ['PIPELINING'] }, decide: (stage) => (stage === 'mail' ? reject(550, '5.7.1', 'Sender refused') : undefined) });
+    await setup({ script: { capabilities: ['PIPELINING'] }, rules: 'rule spam at mail: sender ~ /^spam@/ => reject 550 5.7.1 "Sender refused"' });
     const c = await client();
     await c.reply();
     await c.cmd('EHLO client.test');
@@ -168,7 +168,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   });
 
   it('eom reject: the upstream never receives the final dot; the client gets the rule reply', async () => {
-    const { up } = await setup({ headers: true, decide: (stage, tx) => (stage === 'eom' && tx.message.headers.some(([n, v]) => n === 'Subject' && v === 'bad') ? reject(550, '5.7.1', 'Message refused') : undefined) });
+    const { up } = await setup({ rules: 'rule bad at eom: header("Subject") == "bad" => reject 550 5.7.1 "Message refused"' });
     const c = await client();
     await c.reply();
     await c.cmd('EHLO client.test');
@@ -239,15 +239,12 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   });
 
   it('earlytalker: seen by the connect rule, which refuses with its own 554', async () => {
-    const { policy } = await setup({
-      script: { delays: { GREETING: 300 } },
-      decide: (stage, tx) => (stage === 'connect' && tx.session.earlytalker ? reject(554, '5.7.1', 'Wait for the greeting') : undefined),
-    });
+    await setup({ script: { delays: { GREETING: 300 } }, rules: 'rule early at connect: earlytalker => reject 554 5.7.1 "Wait for the greeting"' });
     const c = await client();
     c.write('EHLO eager.test\r\n');
     assert.equal(await c.reply(), '554 Wait for the greeting\r\n');
     assert.equal(await c.reply(), '250 sluice.test SMTP proxy, hello\r\n'.replace('250 ', '250-').replace('hello\r\n', 'hello\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n'));
-    assert.equal(policy.calls[0]!.tx.session.earlytalker, true);
+    await until(() => h!.events('EARLYTALKER').length === 1);
   });
 
   it('a host locked during the transaction gets 451 at the end of data (fresh lock check)', async () => {
@@ -309,7 +306,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   });
 
   it('an auth rule can refuse an authenticated user: the 235 is replaced by its reply', async () => {
-    await setup({ script: { capabilities: ['AUTH PLAIN', 'ENHANCEDSTATUSCODES'], auth: true }, decide: (stage, tx) => (stage === 'auth' && tx.session.auth?.user === 'mallory' ? reject(535, '5.7.8', 'Not you') : undefined) });
+    await setup({ script: { capabilities: ['AUTH PLAIN', 'ENHANCEDSTATUSCODES'], auth: true }, rules: 'rule nope at auth: auth == "mallory" => reject 535 5.7.8 "Not you"' });
     const c = await client();
     await c.reply();
     await c.cmd('EHLO client.test');
