@@ -68,6 +68,8 @@ export interface ConfiguredScannerSet extends ScannerSet {
   readonly maxScanBytes: number;
   /** The private directory holding spools and filter files. */
   readonly tempDir: string;
+  /** Waits up to `graceMs` (default: the longest scanner timeout + 2 s) for scans in progress, then aborts the rest. */
+  close(graceMs?: number): Promise<void>;
   /** Health: clamd zPING + zVERSION, spamd PING, the filter's argv[0] existence. */
   probe(): Promise<ScannerProbe>;
 }
@@ -122,7 +124,11 @@ export function createScannerSet(options: ScannerSetOptions, logger: Logger): Co
   const spoolCapacity = Math.max(options.spamd?.maxSize ?? 0, filter?.maxSize ?? 0);
   const memoryLimit = options.memoryLimit ?? 1024 * 1024;
   const ttl = options.rewrittenTtlMs ?? 600_000;
-  const jobs = new Set<Job>();
+  /** Jobs whose scan has not finished yet. */
+  const active = new Set<Job>();
+  /** Finished jobs still holding a rewritten message (removed on abort() or after the TTL). */
+  const holding = new Set<Job>();
+  const closeGraceMs = Math.max(options.clamd?.timeout ?? 0, options.spamd?.timeout ?? 0, filter?.timeout ?? 0) + BACKSTOP_MS;
 
   class Job implements ScanJob {
     private readonly clamdStream: ClamdStream | undefined;
@@ -136,7 +142,7 @@ export function createScannerSet(options: ScannerSetOptions, logger: Logger): Co
     constructor(private readonly meta: ScanMeta) {
       this.clamdStream = clamd?.startStream();
       this.spool = spoolCapacity > 0 ? new MessageSpool({ capacity: spoolCapacity, memoryLimit, dir: tempDir as string, hash: filter !== undefined }) : undefined;
-      jobs.add(this);
+      active.add(this);
     }
 
     write(chunk: Buffer): void {
@@ -164,7 +170,7 @@ export function createScannerSet(options: ScannerSetOptions, logger: Logger): Co
       this.clamdStream?.abort();
       void this.spool?.dispose();
       this.removeRewritten();
-      jobs.delete(this);
+      active.delete(this);
     }
 
     private removeRewritten(): void {
@@ -172,7 +178,7 @@ export function createScannerSet(options: ScannerSetOptions, logger: Logger): Co
       const p = this.rewrittenPath;
       this.rewrittenPath = undefined;
       if (p) void rm(p, { force: true });
-      jobs.delete(this);
+      holding.delete(this);
     }
 
     private async run(): Promise<ScanOutcome> {
@@ -269,6 +275,7 @@ export function createScannerSet(options: ScannerSetOptions, logger: Logger): Co
           else {
             rewritten = f.rewritten;
             this.rewrittenPath = f.rewritten.path;
+            holding.add(this);
             this.ttlTimer = setTimeout(() => this.removeRewritten(), ttl);
             this.ttlTimer.unref();
           }
@@ -276,7 +283,7 @@ export function createScannerSet(options: ScannerSetOptions, logger: Logger): Co
       }
 
       void spool?.dispose();
-      if (!this.rewrittenPath) jobs.delete(this);
+      active.delete(this);
       const results: ScanResults = {
         ...(virus ? { virus } : {}),
         ...(spam ? { spam } : {}),
@@ -298,8 +305,11 @@ export function createScannerSet(options: ScannerSetOptions, logger: Logger): Co
     start(meta: ScanMeta): ScanJob {
       return new Job(meta);
     },
-    async close(): Promise<void> {
-      for (const j of [...jobs]) j.abort();
+    async close(graceMs = closeGraceMs): Promise<void> {
+      // Scans in progress (a reload replaces this set while sessions still use it) get time to finish.
+      const deadline = Date.now() + graceMs;
+      while (active.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const j of [...active, ...holding]) j.abort();
       if (ownTemp) rmSync(tempDir as string, { recursive: true, force: true });
     },
     async probe(): Promise<ScannerProbe> {

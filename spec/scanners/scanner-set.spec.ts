@@ -148,6 +148,18 @@ describe('ScannerSet with real clamd, spamd and a filter command', function () {
     assert.deepEqual(r3.filter, { code: 451, reply: '4.3.0 Local Error' });
   });
 
+  it('close() lets a scan in progress finish (reload), then refuses nothing it already started', async () => {
+    const s = createScannerSet(all(), NULL_LOGGER);
+    const job = s.start(META);
+    job.write(testMessage(`late\n${EICAR}\n`));
+    const closing = s.close();
+    await new Promise((r) => setTimeout(r, 100));
+    const out = await job.end();
+    await closing;
+    assert.equal(out.results.virus?.found, true);
+    assert.deepEqual(out.results.failed, {});
+  });
+
   it('probes clamd, spamd and the filter', async () => {
     const s = make({ ...all(), filter: { command: ['/bin/cat'], mode: 'pipe', timeout: 1000, maxSize: 1000, tempDir: join(dir.path, 'f4') } });
     const p = await s.probe();
