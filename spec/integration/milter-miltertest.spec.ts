@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Door } from '../../lib/daemon/door.js';
 import { createMilterDoor } from '../../lib/milter/milter-door.js';
 import { requirePeer } from '../helpers/ci-guard.js';
-import { milterTestPolicy } from '../helpers/milter-rules.js';
+import { milterTestEngine } from '../helpers/milter-rules.js';
 import { testDeps } from '../helpers/milter-client.js';
 import { fixturesDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
@@ -33,7 +33,7 @@ describe('integration/milter with miltertest', function () {
   before(async function () {
     requirePeer(this, existsSync(MILTERTEST), 'miltertest (Debian package miltertest)');
     port = await freePort();
-    door = createMilterDoor({ listen: `inet:127.0.0.1:${port}` }, testDeps(await milterTestPolicy()));
+    door = createMilterDoor({ listen: `inet:127.0.0.1:${port}` }, testDeps(await milterTestEngine()));
     await door.start();
   });
 
@@ -41,7 +41,7 @@ describe('integration/milter with miltertest', function () {
     await door?.stop(500);
   });
 
-  it('passes negotiate-macros-eom.lua (negotiation, macros, rejects, three messages, header edits)', async () => {
+  it('passes negotiate-macros-eom.lua with the real engine (negotiation, macros, rejects, three messages, EOM headers)', async () => {
     const r = await miltertest(join(fixturesDir, 'miltertest', 'negotiate-macros-eom.lua'), port);
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /ALL CHECKS PASSED/);

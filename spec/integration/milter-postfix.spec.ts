@@ -6,17 +6,14 @@
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Door } from '../../lib/daemon/door.js';
 import { createMilterDoor } from '../../lib/milter/milter-door.js';
 import { requirePeer } from '../helpers/ci-guard.js';
 import { testDeps } from '../helpers/milter-client.js';
-import { milterTestPolicy } from '../helpers/milter-rules.js';
+import { milterEditPolicy, milterTestEngine } from '../helpers/milter-rules.js';
 import { freePort } from '../helpers/ports.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { swaks, swaksAvailable } from '../helpers/swaks.js';
-import { makeTempDir } from '../helpers/temp-dir.js';
 
 /** A minimal SMTP client: sends one line, returns the full (multi-line) reply. */
 class SmtpDialog {
@@ -77,12 +74,13 @@ describe('integration/milter behind a real Postfix', function () {
   this.timeout(60_000);
   let pf: PostfixInstance | undefined;
   let door: Door | undefined;
-  let rejectConnect = false;
+  let engineDeps: ReturnType<typeof testDeps>;
 
   before(async function () {
     requirePeer(this, postfixAvailable && swaksAvailable, 'postfix (root), smtp-sink and swaks');
     const port = await freePort();
-    door = createMilterDoor({ listen: `inet:127.0.0.1:${port}` }, testDeps(await milterTestPolicy({ rejectConnect: () => rejectConnect })));
+    engineDeps = testDeps(await milterTestEngine());
+    door = createMilterDoor({ listen: `inet:127.0.0.1:${port}` }, engineDeps);
     await door.start();
     pf = await startPostfix({ snippets: ['milter'], ports: { 10030: port } });
   });
@@ -96,21 +94,40 @@ describe('integration/milter behind a real Postfix', function () {
     swaks({ server: pf!.host, port: pf!.smtpPort, helo: o.helo ?? 'client.example', ...o });
   const sink = () => pf!.sink!;
 
-  it('delivers a clean message with the trace header, the eom header and the changed Subject', async () => {
+  it('delivers a clean message with the data-stage trace header and the eom header, as the rules render them', async () => {
     const before = sink().messages().length;
-    const r = await send({ from: 'alice@example.com', to: 'bob@example.net', headers: [['X-Remove-Me', 'one'], ['X-Remove-Me', 'two']], extra: ['--header', 'Subject: hello there'] });
+    const r = await send({ from: 'alice@example.com', to: 'bob@example.net', extra: ['--header', 'Subject: hello there'] });
     assert.equal(r.code, 0, r.transcript);
     const [m] = (await sink().waitForMessages(before + 1)).slice(before);
     assert.ok(m);
     const h = (name: string) => m.headers.filter(([n]) => n.toLowerCase() === name.toLowerCase()).map(([, val]) => val);
     assert.deepEqual(h('X-Sluice-Trace'), ['milter sluice.test']);
-    assert.deepEqual(h('X-Sluice'), ['auth=none client=127.0.0.1']);
-    assert.deepEqual(h('Subject'), ['[checked] hello there']);
-    assert.deepEqual(h('X-Remove-Me'), [], 'both X-Remove-Me headers deleted (highest index first)');
-    // Added headers come after the message's own (SMFIR_ADDHEADER appends) and exactly one space follows the colon.
-    assert.match(m.content, /\nX-Sluice-Trace: milter sluice\.test\n/);
-    assert.match(m.content, /\nSubject: \[checked\] hello there\n/);
+    assert.deepEqual(h('X-Sluice'), ['auth= client=127.0.0.1']);
+    assert.deepEqual(h('Subject'), ['hello there']);
+    // Added headers are appended after the message's own, with exactly one space after the colon (we negotiate
+    // HDR_LEADSPC and supply it ourselves).
+    assert.match(m.content, /\nX-Sluice-Trace: milter sluice\.test\nX-Sluice: auth= client=127\.0\.0\.1\n\n/);
     assert.deepEqual(m.recipients, ['bob@example.net']);
+  });
+
+  it('changes and deletes headers with Postfix index semantics (policy swapped in with update())', async () => {
+    door!.update(testDeps(milterEditPolicy()));
+    try {
+      const before = sink().messages().length;
+      const r = await send({ from: 'alice@example.com', to: 'bob@example.net', headers: [['X-Remove-Me', 'one'], ['X-Keep', 'k'], ['X-Remove-Me', 'two']], extra: ['--header', 'Subject: edit me'] });
+      assert.equal(r.code, 0, r.transcript);
+      const [m] = (await sink().waitForMessages(before + 1)).slice(before);
+      assert.ok(m);
+      const names = m.headers.map(([n]) => n);
+      assert.ok(!names.includes('X-Remove-Me'), 'both X-Remove-Me deleted (highest index first)');
+      assert.ok(names.includes('X-Keep'));
+      assert.ok(!names.includes('X-Sluice-Trace'), 'the engine rules are not in force for this session');
+      assert.deepEqual(m.headers.filter(([n]) => n === 'Subject').map(([, x]) => x), ['[checked] edit me']);
+      assert.match(m.content, /\nSubject: \[checked\] edit me\n/);
+      assert.match(m.content, /\nX-Edited: yes\n\n/);
+    } finally {
+      door!.update(engineDeps);
+    }
   });
 
   it('rejects at HELO, MAIL and RCPT with the rule reply; RCPT reject refuses only that recipient', async () => {
@@ -131,17 +148,11 @@ describe('integration/milter behind a real Postfix', function () {
   });
 
   it('rejects at CONNECT: Postfix refuses the session (with its own 554 greeting, not the rule text)', async () => {
-    rejectConnect = true;
-    try {
-      const d = await SmtpDialog.open(pf!.smtpPort);
-      const greeting = await d.reply();
-      // Postfix 3.7 turns a 5xx milter verdict at CONNECT into its "not accepting connections" greeting.
-      assert.match(greeting, /^554 \S+ ESMTP not accepting connections$/);
-      await pf!.waitForLog(/milter-reject: CONNECT from localhost\[127\.0\.0\.1\]: 554 5\.7\.1 Not welcome here/);
-      d.close();
-    } finally {
-      rejectConnect = false;
-    }
+    const r = await send({ to: 'x@example.net', extra: ['--local-interface', '127.0.0.2'] });
+    assert.notEqual(r.code, 0);
+    // Postfix 3.7 turns a 5xx milter verdict at CONNECT into its "not accepting connections" greeting.
+    assert.ok(r.serverLines.some((l) => /^554 \S+ ESMTP not accepting connections$/.test(l)), r.transcript);
+    await pf!.waitForLog(/milter-reject: CONNECT from [^\n]*127\.0\.0\.2\]: 554 5\.7\.1 Not welcome here/);
   });
 
   it('discards silently and holds quarantined mail in the hold queue', async () => {
@@ -158,13 +169,17 @@ describe('integration/milter behind a real Postfix', function () {
     assert.equal(sink().messages().length, before, 'neither message was delivered');
   });
 
-  it('rejects an oversized message at end of DATA with the rule reply', async () => {
-    const dir = makeTempDir();
-    const file = join(dir.path, 'body.txt');
-    writeFileSync(file, ('x'.repeat(76) + '\n').repeat(3000));
-    const r = await send({ from: 'alice@example.com', to: 'bob@example.net', body: `@${file}` }).finally(() => dir.remove());
-    assert.notEqual(r.code, 0);
-    assert.ok(r.serverLines.includes('554 5.6.0 Message too big for this test'), r.transcript.slice(-2000));
+  it('rejects an oversized message at end of DATA with the rule reply (body chunks counted)', async () => {
+    const d = await SmtpDialog.open(pf!.smtpPort);
+    assert.match(await d.reply(), /^220/);
+    assert.match(await d.cmd('EHLO client.example'), /^250/);
+    assert.match(await d.cmd('MAIL FROM:<alice@example.com>'), /^250/);
+    assert.match(await d.cmd('RCPT TO:<bob@example.net>'), /^250/);
+    assert.match(await d.cmd('DATA'), /^354/);
+    const line = 'x'.repeat(76) + '\r\n';
+    assert.equal(await d.cmd('Subject: big\r\n\r\n' + line.repeat(3000) + '.'), '554 5.6.0 Message too big for this test');
+    assert.match(await d.cmd('QUIT'), /^221/);
+    d.close();
   });
 
   it('handles many messages in one SMTP session (ABORT between messages, nothing leaks)', async () => {
@@ -176,7 +191,7 @@ describe('integration/milter behind a real Postfix', function () {
     for (const m of msgs) {
       assert.equal(m.headers.filter(([n]) => n === 'X-Sluice').length, 1);
       assert.equal(m.headers.filter(([n]) => n === 'X-Sluice-Trace').length, 1);
-      assert.deepEqual(m.headers.filter(([n]) => n === 'Subject').map(([, v]) => v), ['[checked] batch']);
+      assert.deepEqual(m.headers.filter(([n]) => n === 'Subject').map(([, v]) => v), ['batch']);
     }
     await pf!.waitForLog(/disconnect from [^\n]* mail=6 rcpt=6 data=6 /, 10_000);
   });
@@ -199,7 +214,7 @@ describe('integration/milter behind a real Postfix', function () {
     const [m] = (await sink().waitForMessages(before + 1)).slice(before);
     assert.equal(m?.sender, 'second@example.com');
     assert.deepEqual(m?.recipients, ['two@example.net']);
-    assert.deepEqual(m?.headers.filter(([n]) => n === 'Subject').map(([, v]) => v), ['[checked] after rset']);
+    assert.deepEqual(m?.headers.filter(([n]) => n === 'X-Sluice').map(([, v]) => v), ['auth= client=127.0.0.1']);
 
     // Mid-DATA disconnect: the message is dropped, the milter session ends, the next client is served normally.
     const cut = await SmtpDialog.open(pf!.smtpPort);

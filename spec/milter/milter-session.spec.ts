@@ -185,6 +185,11 @@ describe('milter/milter-session over a socket', function () {
       eoms.map((t) => t.session.messages),
       [0, 1, 2, 3],
     );
+    assert.deepEqual(
+      eoms.map((t) => t.message.size),
+      [8, 8, 8, 14],
+      'sizes are per message ("A: v\\r\\n" + blank line), never accumulated',
+    );
   });
 
   it('renders discard, quarantine (hold) and accept verdicts', async () => {
