@@ -116,7 +116,7 @@ describe('SPF: RFC 7208 test suite (openspf 2014.04) over real DNS on loopback',
       let checker: SpfChecker;
       before(async () => {
         server = await startTestDnsServer({ zone: toZone(group.zonedata) });
-        const resolver = new DnsResolver({ servers: [server.address], timeoutMs: 150, retries: 0 });
+        const resolver = new DnsResolver({ servers: [server.address], timeoutMs: 400, retries: 0 });
         checker = new SpfChecker({ resolver, hostname: 'receiver.test' });
       });
       after(async () => {
