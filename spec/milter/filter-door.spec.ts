@@ -1,0 +1,342 @@
+/**
+ * The filter door spoken to with raw SMTP lines (as Postfix's smtp client would), with a real smtp-sink as next hop
+ * (and a real Postfix smtpd where XFORWARD must be checked by its receiver). Exact replies are asserted.
+ */
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import type { Door } from '../../lib/daemon/door.js';
+import { createFilterDoor, type FilterDoorOptions } from '../../lib/milter/filter-door.js';
+import type { LockStore } from '../../lib/policy/lock-store.js';
+import { createScannerSet } from '../../lib/scanners/scanner-set.js';
+import { NULL_LOGGER } from '../../lib/core/logger.js';
+import { requirePeer } from '../helpers/ci-guard.js';
+import { freePort } from '../helpers/ports.js';
+import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
+import { doorDeps, lockStoreIn, scriptedPolicy, type Decide, type ScriptedPolicy } from '../helpers/postfix-door-deps.js';
+import { smtpSinkAvailable, startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
+import type { DoorDeps } from '../../lib/daemon/door.js';
+
+/** Reads whole SMTP replies from a raw socket. */
+class SmtpLines {
+  private buf = '';
+  private waiters: Array<() => void> = [];
+  closed = false;
+  constructor(readonly socket: Socket) {
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => {
+      this.buf += d;
+      this.wake();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    socket.on('error', () => undefined);
+  }
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+  static async open(port: number): Promise<SmtpLines> {
+    const s = connect({ host: '127.0.0.1', port });
+    await new Promise<void>((res, rej) => {
+      s.once('connect', () => res());
+      s.once('error', rej);
+    });
+    return new SmtpLines(s);
+  }
+  /** The next complete reply (all its lines joined by \n), or undefined when closed. */
+  async reply(timeoutMs = 5000): Promise<string | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const lines = this.buf.split('\r\n');
+      for (let i = 0; i < lines.length - 1; i++) {
+        if (/^\d{3} /.test(lines[i]!) || /^\d{3}$/.test(lines[i]!)) {
+          const out = lines.slice(0, i + 1).join('\n');
+          this.buf = lines.slice(i + 1).join('\r\n');
+          return out;
+        }
+      }
+      if (this.closed) return undefined;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no reply in time; have ${JSON.stringify(this.buf)}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+  send(text: string): void {
+    this.socket.write(text);
+  }
+  async cmd(line: string): Promise<string | undefined> {
+    this.send(`${line}\r\n`);
+    return await this.reply();
+  }
+}
+
+describe('filter door (raw SMTP from "Postfix", smtp-sink as next hop)', function () {
+  this.timeout(30_000);
+  let temp: ReturnType<typeof makeTempDir>;
+  let locks: LockStore;
+  let door: Door | undefined;
+  let sink: SmtpSink | undefined;
+  const open: SmtpLines[] = [];
+
+  before(function () {
+    requirePeer(this, smtpSinkAvailable, 'smtp-sink (postfix package)');
+    temp = makeTempDir('sluice-filter-raw-');
+    locks = lockStoreIn(temp.path);
+  });
+  after(async () => {
+    await locks?.close();
+    temp?.remove();
+  });
+  afterEach(async () => {
+    for (const c of open.splice(0)) c.socket.destroy();
+    await door?.stop(500);
+    door = undefined;
+    await sink?.stop();
+    sink = undefined;
+  });
+
+  async function setup(decide: Decide, o: { sinkFlags?: string[]; door?: Partial<FilterDoorOptions>; deps?: Partial<DoorDeps> } = {}): Promise<{ policy: ScriptedPolicy; c: SmtpLines }> {
+    sink = await startSmtpSink({ flags: o.sinkFlags ?? [] });
+    const policy = scriptedPolicy(decide);
+    const port = await freePort();
+    door = createFilterDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port }, nextHop: { host: '127.0.0.1', port: sink.port }, spoolDir: temp.path, ...o.door }, { ...doorDeps({ policy, locks }), ...o.deps });
+    await door.start();
+    const c = await SmtpLines.open(port);
+    open.push(c);
+    assert.equal(await c.reply(), '220 sluice.test ESMTP sluice filter');
+    return { policy, c };
+  }
+
+  it('offers only the extensions the next hop has, and XFORWARD', async () => {
+    const { c } = await setup(() => undefined, { sinkFlags: ['-N'] });
+    const ehlo = (await c.cmd('EHLO mx.example'))!.split('\n');
+    assert.deepEqual(ehlo, ['250-sluice.test', '250-PIPELINING', `250-SIZE ${50 * 1024 * 1024}`, '250-ENHANCEDSTATUSCODES', '250-8BITMIME', '250 XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE']);
+  });
+
+  it('XFORWARD: Postfix-like errors, per-transaction reset, the original client reaches the rules', async () => {
+    const { c, policy } = await setup(() => undefined);
+    await c.cmd('EHLO mx.example');
+    assert.equal(await c.cmd('XFORWARD FOO=bar'), '501 5.5.4 Bad XFORWARD attribute name: FOO');
+    assert.equal(await c.cmd('XFORWARD NAME=[TEMPUNAVAIL] ADDR=IPv6:2001:db8::7 PORT=2525'), '250 2.0.0 Ok');
+    assert.equal(await c.cmd('XFORWARD PROTO=ESMTP HELO=orig.example IDENT=ABC123 SOURCE=REMOTE'), '250 2.0.0 Ok');
+    assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '250 2.1.0 Ok');
+    assert.equal(await c.cmd('XFORWARD NAME=late'), '503 5.5.1 Error: MAIL transaction in progress');
+    assert.equal(await c.cmd('RCPT TO:<b@example.net>'), '250 2.1.5 Ok');
+    assert.equal(await c.cmd('DATA'), '354 End data with <CR><LF>.<CR><LF>');
+    assert.equal(await c.cmd('Subject: one\r\n\r\nbody\r\n.'), '250 2.0.0 Ok');
+    const first = policy.calls.find((x) => x.stage === 'connect')!.tx;
+    assert.deepEqual(first.session.client, { ip: '2001:db8::7', port: 2525 });
+    assert.equal(first.session.clientName, 'unknown');
+    assert.equal(first.session.helo, 'orig.example');
+    assert.equal(first.session.destinationSource, 'xforward');
+
+    // Next transaction without XFORWARD: the attributes do not carry over; the client is the peer itself.
+    policy.calls.length = 0;
+    assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '250 2.1.0 Ok');
+    const second = policy.calls.find((x) => x.stage === 'connect')!.tx;
+    assert.equal(second.session.client.ip, '127.0.0.1');
+    assert.equal(second.session.helo, 'mx.example');
+    assert.equal(second.session.destinationSource, 'none');
+    assert.equal(await c.cmd('RSET'), '250 2.0.0 Ok');
+    assert.equal(await c.cmd('QUIT'), '221 2.0.0 Bye');
+  });
+
+  it('command order, pipelining and line limits', async () => {
+    const { c } = await setup(() => undefined);
+    assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '503 5.5.1 Error: send HELO/EHLO first');
+    await c.cmd('EHLO mx.example');
+    assert.equal(await c.cmd('RCPT TO:<b@example.net>'), '503 5.5.1 Error: need MAIL command');
+    assert.equal(await c.cmd('DATA'), '503 5.5.1 Error: need MAIL command');
+    assert.equal(await c.cmd('STARTTLS'), '502 5.5.1 Error: command not implemented');
+    assert.equal(await c.cmd('X' + 'A'.repeat(5000)), '500 5.5.0 Error: line too long');
+    assert.equal(await c.cmd('MAIL FROM:<a@example.org> SIZE=999999999999'), '552 5.3.4 Message size exceeds fixed limit');
+    // Pipelined envelope: replies come back in order.
+    c.send('MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nRCPT TO:<c@example.net>\r\nDATA\r\n');
+    assert.equal(await c.reply(), '250 2.1.0 Ok');
+    assert.equal(await c.reply(), '250 2.1.5 Ok');
+    assert.equal(await c.reply(), '250 2.1.5 Ok');
+    assert.equal(await c.reply(), '354 End data with <CR><LF>.<CR><LF>');
+    // The final dot and a pipelined QUIT in one packet.
+    c.send('Subject: x\r\n\r\n..stuffed\r\n.\r\nQUIT\r\n');
+    assert.equal(await c.reply(), '250 2.0.0 Ok');
+    assert.equal(await c.reply(), '221 2.0.0 Bye');
+    const [m] = await sink!.waitForMessages(1);
+    assert.deepEqual(m!.recipients, ['b@example.net', 'c@example.net']);
+    assert.equal(m!.body, '.stuffed\n');
+  });
+
+  it('the next hop\'s own answers come back (refused recipient, refused final dot)', async () => {
+    const { c } = await setup(() => undefined, { sinkFlags: ['-f', 'RCPT'] });
+    await c.cmd('EHLO mx.example');
+    await c.cmd('MAIL FROM:<a@example.org>');
+    assert.match((await c.cmd('RCPT TO:<b@example.net>'))!, /^5\d\d /);
+    assert.equal(await c.cmd('DATA'), '554 5.5.1 Error: no valid recipients');
+  });
+
+  it('relays a soft refusal of the final dot and nothing else is acknowledged', async () => {
+    const { c } = await setup(() => undefined, { sinkFlags: ['-r', '.'] });
+    await c.cmd('EHLO mx.example');
+    await c.cmd('MAIL FROM:<a@example.org>');
+    await c.cmd('RCPT TO:<b@example.net>');
+    await c.cmd('DATA');
+    assert.match((await c.cmd('Subject: x\r\n\r\nbody\r\n.'))!, /^4\d\d /);
+  });
+
+  it('oversized messages get 552 and never reach the next hop', async () => {
+    const { c } = await setup(() => undefined, { door: { maxMessageSize: 1000 } });
+    await c.cmd('EHLO mx.example');
+    await c.cmd('MAIL FROM:<a@example.org>');
+    await c.cmd('RCPT TO:<b@example.net>');
+    await c.cmd('DATA');
+    c.send('Subject: big\r\n\r\n' + ('y'.repeat(70) + '\r\n').repeat(100));
+    assert.equal(await c.cmd('.'), '552 5.3.4 Error: message file too big');
+    // The session goes on; the next message is fine.
+    await c.cmd('MAIL FROM:<a@example.org>');
+    await c.cmd('RCPT TO:<b@example.net>');
+    await c.cmd('DATA');
+    assert.equal(await c.cmd('Subject: small\r\n\r\nok\r\n.'), '250 2.0.0 Ok');
+    const msgs = await sink!.waitForMessages(1);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(sink!.messages().length, 1);
+    assert.equal(msgs[0]!.headers.find(([n]) => n === 'Subject')?.[1], 'small');
+  });
+
+  it('bare LF in DATA cannot end the message early (smuggling): it stays content for the next hop', async () => {
+    const { c } = await setup(() => undefined);
+    await c.cmd('EHLO mx.example');
+    await c.cmd('MAIL FROM:<a@example.org>');
+    await c.cmd('RCPT TO:<b@example.net>');
+    await c.cmd('DATA');
+    c.send('Subject: smuggle\r\n\r\nbefore\n.\nMAIL FROM:<evil@example.org>\r\nafter\r\n');
+    assert.equal(await c.cmd('.'), '250 2.0.0 Ok');
+    const [m] = await sink!.waitForMessages(1);
+    assert.match(m!.body, /before\n\.\nMAIL FROM:<evil@example\.org>\nafter\n/);
+    assert.equal(sink!.messages().length, 1);
+  });
+
+  it('scanners run on the spooled message; a rewritten message (filter command) is what goes on', async () => {
+    const scanners = createScannerSet(
+      { filter: { command: ['/bin/sed', 's/^Subject: .*/Subject: rewritten by filter/'], mode: 'pipe', timeout: 5000, maxSize: 1024 * 1024, tempDir: temp.path } },
+      NULL_LOGGER,
+    );
+    try {
+      const { c, policy } = await setup(() => undefined, { deps: { scanners } });
+      await c.cmd('EHLO mx.example');
+      await c.cmd('MAIL FROM:<a@example.org>');
+      await c.cmd('RCPT TO:<b@example.net>');
+      await c.cmd('DATA');
+      assert.equal(await c.cmd('Subject: original\r\n\r\nbody\r\n.'), '250 2.0.0 Ok');
+      const [m] = await sink!.waitForMessages(1);
+      assert.equal(m!.headers.find(([n]) => n === 'Subject')?.[1], 'rewritten by filter');
+      const eom = policy.calls.find((x) => x.stage === 'eom')!.tx;
+      assert.deepEqual(eom.message.scan.failed, {});
+      assert.equal(eom.message.headers.find(([n]) => n === 'Subject')?.[1], 'original');
+    } finally {
+      await scanners.close();
+    }
+  });
+
+  it('a quarantine verdict without a quarantine store defers (nothing lost); with one, it is handed over', async () => {
+    const got: string[] = [];
+    const { c } = await setup((stage) => (stage === 'eom' ? { action: 'quarantine', reason: 'look' } : undefined));
+    await c.cmd('EHLO mx.example');
+    await c.cmd('MAIL FROM:<a@example.org>');
+    await c.cmd('RCPT TO:<b@example.net>');
+    await c.cmd('DATA');
+    assert.equal(await c.cmd('Subject: q\r\n\r\nbody\r\n.'), '451 4.7.1 Message held for review, try again later');
+    await door!.stop(200);
+    await sink!.stop();
+    sink = undefined;
+
+    const r = await setup((stage) => (stage === 'eom' ? { action: 'quarantine', reason: 'look' } : undefined), {
+      door: {
+        quarantine: async (content, info) => {
+          const parts: Buffer[] = [];
+          for await (const p of content) parts.push(p as Buffer);
+          got.push(`${info.reason}|${info.recipients.join(',')}|${Buffer.concat(parts).toString('latin1')}`);
+        },
+      },
+    });
+    await r.c.cmd('EHLO mx.example');
+    await r.c.cmd('MAIL FROM:<a@example.org>');
+    await r.c.cmd('RCPT TO:<b@example.net>');
+    await r.c.cmd('DATA');
+    assert.equal(await r.c.cmd('Subject: q\r\n\r\nbody\r\n.'), '250 2.0.0 Ok: held for review');
+    assert.deepEqual(got, ['look|b@example.net|Subject: q\r\n\r\nbody\r\n']);
+    await new Promise((res) => setTimeout(res, 200));
+    assert.equal(sink!.messages().length, 0);
+  });
+
+  it('next hop gone mid-session: 451, and the session recovers when it is back', async () => {
+    const { c } = await setup(() => undefined);
+    await c.cmd('EHLO mx.example');
+    const port = sink!.port;
+    await sink!.stop();
+    sink = undefined;
+    assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '451 4.4.1 Next hop unavailable, try again later');
+    sink = await startSmtpSink({ port });
+    assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '250 2.1.0 Ok');
+  });
+
+  it('refuses clients outside allowFrom', async () => {
+    sink = await startSmtpSink();
+    const port = await freePort();
+    door = createFilterDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port }, nextHop: { host: '127.0.0.1', port: sink.port }, allowFrom: ['192.0.2.0/24'] }, doorDeps({ policy: scriptedPolicy(() => undefined), locks }));
+    await door.start();
+    const c = await SmtpLines.open(port);
+    open.push(c);
+    assert.equal(await c.reply(), '554 5.7.1 Access denied');
+  });
+});
+
+describe('filter door passes XFORWARD on to a real Postfix smtpd (IPv6 with its prefix)', function () {
+  this.timeout(30_000);
+  let temp: ReturnType<typeof makeTempDir> | undefined;
+  let locks: LockStore | undefined;
+  let door: Door | undefined;
+  let pf: PostfixInstance | undefined;
+
+  before(async function () {
+    requirePeer(this, postfixAvailable, 'postfix (root)');
+    temp = makeTempDir('sluice-filter-xf-');
+    locks = lockStoreIn(temp.path);
+    // The next hop is the instance's own smtpd, trusting us for XFORWARD and accepting IPv6 addresses in it.
+    pf = await startPostfix({ main: { smtpd_authorized_xforward_hosts: '127.0.0.0/8', inet_protocols: 'all' } });
+    const port = await freePort();
+    door = createFilterDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port }, nextHop: { host: '127.0.0.1', port: pf.smtpPort } }, doorDeps({ policy: scriptedPolicy(() => undefined), locks }));
+    await door.start();
+  });
+  after(async () => {
+    await door?.stop(500);
+    await pf?.stop();
+    await locks?.close();
+    temp?.remove();
+  });
+
+  it('the receiving smtpd logs the original client and queue id', async () => {
+    const port = Number(door!.addresses[0]!.split(':').pop());
+    const c = await SmtpLines.open(port);
+    try {
+      await c.reply();
+      await c.cmd('EHLO mx.example');
+      assert.equal(await c.cmd('XFORWARD NAME=client.example ADDR=IPv6:2001:db8::7 PORT=4711 PROTO=ESMTP HELO=orig.example IDENT=QID123 SOURCE=REMOTE'), '250 2.0.0 Ok');
+      assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '250 2.1.0 Ok');
+      assert.equal(await c.cmd('RCPT TO:<b@example.net>'), '250 2.1.5 Ok');
+      await c.cmd('DATA');
+      assert.match((await c.cmd('Subject: x\r\n\r\nbody\r\n.'))!, /^250 2\.0\.0 Ok: queued as [0-9A-F]+$/);
+      await pf!.waitForLog(/client=localhost\[127\.0\.0\.1\], orig_queue_id=QID123, orig_client=client\.example\[2001:db8::7\]/);
+      const [m] = await pf!.sink!.waitForMessages(1);
+      assert.deepEqual(m!.recipients, ['b@example.net']);
+    } finally {
+      c.socket.destroy();
+    }
+  });
+});
