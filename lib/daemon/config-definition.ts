@@ -354,6 +354,13 @@ const interceptListeners: Schema<InterceptListenerConfig[]> = {
   },
 };
 
+function loopback(): Cidr[] {
+  return [
+    { address: '127.0.0.0', prefix: 8, family: 4 },
+    { address: '::1', prefix: 128, family: 6 },
+  ];
+}
+
 const milter = object<MilterConfig>({
   listen: required(listen),
   maxPacket: withDefault(sizeIn(65535, 64 * 1024 * 1024), 1024 * 1024),
@@ -366,15 +373,13 @@ const filterDoor = object<FilterDoorConfig>({
   nextHop: required(hostPort(25)),
   xforward: withDefault(bool, true),
   maxMessageSize: withDefault(size, DEFAULT_LIMITS.messageSize),
+  allowFrom: withDefault(list(cidr, { min: 1 }), loopback),
 });
 
 const policyd = object<PolicydConfig>({
   listen: required(listen),
   maxRequest: withDefault(sizeIn(1024, 1024 * 1024), 64 * 1024),
-  allowFrom: withDefault(list(cidr, { min: 1 }), () => [
-    { address: '127.0.0.0', prefix: 8, family: 4 as const },
-    { address: '::1', prefix: 128, family: 6 as const },
-  ]),
+  allowFrom: withDefault(list(cidr, { min: 1 }), loopback),
   acceptAction: withDefault(oneOf(['dunno', 'ok'] as const), 'dunno'),
 });
 

@@ -139,6 +139,8 @@ export interface FilterDoorConfig {
   readonly nextHop: HostPort;
   readonly xforward: boolean;
   readonly maxMessageSize: number;
+  /** TCP clients allowed to connect (default loopback only: XFORWARD must only be trusted from Postfix). */
+  readonly allowFrom: readonly Cidr[];
 }
 
 export interface PolicydConfig {

@@ -3,7 +3,14 @@
  * one `register` call here.
  */
 import { createInterceptDoor } from '../intercept/intercept-door.js';
+import { mkdirSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { createFilterDoor } from '../milter/filter-door.js';
 import { createMilterDoor } from '../milter/milter-door.js';
+import type { FilterQuarantine } from '../milter/filter-session.js';
+import type { SluiceConfig } from './config-types.js';
+import { QuarantineStore } from './quarantine-store.js';
 import { createPolicyDoor } from '../milter/policy-door.js';
 import { formatCidr, type ListenAddress } from './config-units.js';
 import { DoorRegistry } from './door-registry.js';
@@ -39,7 +46,43 @@ export function builtinDoors(): DoorRegistry {
     .register('milter', (s, _config, deps) =>
       createMilterDoor({ listen: milterListen(s.listen), maxPacket: s.maxPacket, readTimeoutMs: s.timeout, progressIntervalMs: s.progressInterval, name: 'milter' }, deps),
     )
+    .register('filter', (s, config, deps) => {
+      const spoolDir = join(config.stateDir, 'spool');
+      mkdirSync(spoolDir, { recursive: true, mode: 0o700 });
+      return createFilterDoor(
+        {
+          listen: s.listen,
+          nextHop: s.nextHop,
+          xforward: s.xforward,
+          maxMessageSize: s.maxMessageSize,
+          allowFrom: s.allowFrom.map(formatCidr),
+          spoolDir,
+          quarantine: filterQuarantine(config),
+          connectTimeoutMs: config.limits.connectTimeout,
+        },
+        deps,
+      );
+    })
     .register('policyd', (s, _config, deps) =>
       createPolicyDoor({ listen: s.listen, maxRequest: s.maxRequest, allowFrom: s.allowFrom.map(formatCidr), acceptAction: s.acceptAction }, deps),
     );
+}
+
+/** The filter door's quarantine: the shared quarantine store (`sluice quarantine` lists and releases from it). */
+function filterQuarantine(config: SluiceConfig): FilterQuarantine {
+  let store: QuarantineStore | undefined;
+  return async (content, info) => {
+    store ??= new QuarantineStore(config.quarantine.dir);
+    await store.add(
+      {
+        sender: info.sender,
+        recipients: info.recipients,
+        client: { ip: isIP(info.client) ? info.client : '0.0.0.0', port: 0 },
+        sessionId: info.sessionId,
+        door: 'filter',
+        reason: info.reason,
+      },
+      content,
+    );
+  };
 }

@@ -91,7 +91,16 @@ filter: { listen: "[::1]:10028", next_hop: 127.0.0.1 }
       assert.deepEqual(c.hooks['page'], { command: ['pager'], timeout: 5000 });
       assert.deepEqual(c.milter?.listen, { kind: 'tcp', host: '127.0.0.1', port: 10027 });
       assert.deepEqual(c.policyd?.listen, { kind: 'unix', path: '/etc/sluice/run/policy.sock' });
-      assert.deepEqual(c.filter, { listen: { kind: 'tcp', host: '::1', port: 10028 }, nextHop: { host: '127.0.0.1', port: 25 }, xforward: true, maxMessageSize: DEFAULT_LIMITS.messageSize });
+      assert.deepEqual(c.filter, {
+        listen: { kind: 'tcp', host: '::1', port: 10028 },
+        nextHop: { host: '127.0.0.1', port: 25 },
+        xforward: true,
+        maxMessageSize: DEFAULT_LIMITS.messageSize,
+        allowFrom: [
+          { address: '127.0.0.0', prefix: 8, family: 4 },
+          { address: '::1', prefix: 128, family: 6 },
+        ],
+      });
     });
   });
 
