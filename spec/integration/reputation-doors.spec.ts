@@ -23,6 +23,7 @@ import { smtpSinkAvailable, startSmtpSink, type SmtpSink } from '../helpers/smtp
 
 const RULES = `
 rule listed at connect: dnsbl(bl) => reject 554 5.7.1 "Your address is listed in bl.test"
+rule strict_down at connect: dnsbl(strict) failed => tempfail 451 4.7.1 "strict list unavailable, try later"
 rule spf_fail at mail: spf == fail => reject 550 5.7.23 "SPF: {spf.explanation}"
 `;
 
@@ -42,7 +43,7 @@ describe('reputation end to end: SPF and DNSBL verdicts through the doors', func
 
   before(async () => {
     dns = await startTestDnsServer({ zone: ZONE });
-    const ruleset = compileRules([{ file: 'reputation.rules', text: RULES }], { dnsLists: new Set(['bl']) });
+    const ruleset = compileRules([{ file: 'reputation.rules', text: RULES }], { dnsLists: new Set(['bl', 'strict']) });
     engineFor = () => {
       // a fresh resolver (and cache) per door, so the zone switch below is seen
       const resolver = new DnsResolver({ servers: [dns.address], timeoutMs: 500, retries: 0 });
@@ -50,7 +51,13 @@ describe('reputation end to end: SPF and DNSBL verdicts through the doors', func
         locks: new MemoryLockStore(),
         clock: SYSTEM_CLOCK,
         spf: new SpfChecker({ resolver, hostname: 'mx.test' }),
-        dnsLists: new DnsLists({ resolver, zones: [{ name: 'bl', zone: 'bl.test', kind: 'ip', listed: ['127.0.0.2-127.0.0.11'] }] }),
+        dnsLists: new DnsLists({
+          resolver,
+          zones: [
+            { name: 'bl', zone: 'bl.test', kind: 'ip', listed: ['127.0.0.2-127.0.0.11'] },
+            { name: 'strict', zone: 'strict.test', kind: 'ip' },
+          ],
+        }),
       });
     };
   });
@@ -112,6 +119,14 @@ describe('reputation end to end: SPF and DNSBL verdicts through the doors', func
       door = await startInterceptDoor({ upstreamPort: sink?.port ?? 0, policy: engineFor() });
       const c = await client(door.port);
       assert.match(await c.reply(), /^220 /);
+      c.close();
+    });
+
+    it('a list whose outage the rules turn into tempfail (`dnsbl(strict) failed`)', async () => {
+      dns.setZone({ ...ZONE, '1.0.0.127.strict.test': [{ type: 'SERVFAIL' }] });
+      door = await startInterceptDoor({ upstreamPort: sink?.port ?? 0, policy: engineFor() });
+      const c = await client(door.port);
+      assert.equal(await c.reply(), '451 strict list unavailable, try later\r\n');
       c.close();
     });
   });
