@@ -43,6 +43,8 @@ export interface DnsResolverOptions {
   readonly maxNegativeTtl?: number;
   /** Most queries on the wire at once (default 64); the rest wait in turn. */
   readonly concurrency?: number;
+  /** Most queries waiting for a slot (default 10,000); past it a query fails at once with EQUEUEFULL. */
+  readonly maxQueued?: number;
   /** Advertise a 1232-byte UDP payload with EDNS0 (default true); fallback without on FORMERR. */
   readonly edns?: boolean;
   readonly logger?: Logger;
@@ -73,6 +75,7 @@ export class DnsResolver implements DnsQuerier {
   private readonly maxTtl: number;
   private readonly maxNegativeTtl: number;
   private readonly concurrency: number;
+  private readonly maxQueued: number;
   private readonly edns: boolean;
   private readonly logger: Logger;
   private readonly cache: DnsCache<CachedValue> | undefined;
@@ -90,6 +93,7 @@ export class DnsResolver implements DnsQuerier {
     this.maxTtl = options.maxTtl ?? 86_400;
     this.maxNegativeTtl = options.maxNegativeTtl ?? 10_800;
     this.concurrency = Math.max(1, options.concurrency ?? 64);
+    this.maxQueued = Math.max(0, options.maxQueued ?? 10_000);
     this.edns = options.edns ?? true;
     this.logger = options.logger ?? NULL_LOGGER;
     const entries = options.cacheEntries ?? 10_000;
@@ -158,7 +162,7 @@ export class DnsResolver implements DnsQuerier {
   }
 
   private async resolveUncached<T extends DnsType>(name: string, type: T, key: string, depth: number): Promise<DnsAnswer<T>> {
-    const packet = await this.withSlot(() => this.ask(name, type));
+    const packet = await this.withSlot(() => this.ask(name, type), name, type);
     const wanted = canonicalName(name);
     const answers = packet.answers ?? [];
     // follow the CNAME chain inside the answer
@@ -196,9 +200,10 @@ export class DnsResolver implements DnsQuerier {
     return { name: wanted, type, rcode, records: records as DnsDataByType[T][], ttl, cached: false };
   }
 
-  private async withSlot<R>(fn: () => Promise<R>): Promise<R> {
+  private async withSlot<R>(fn: () => Promise<R>, name: string, type: string): Promise<R> {
     while (this.active >= this.concurrency) {
       if (this.closed) break;
+      if (this.waiting.length >= this.maxQueued) throw new DnsError(DNS_ERROR.EQUEUEFULL, name, type);
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     }
     if (this.closed) throw new DnsError(DNS_ERROR.ECANCELLED, '', '');

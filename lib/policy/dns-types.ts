@@ -60,6 +60,7 @@ export const DNS_ERROR = {
   EBADRESP: 'EBADRESP', // the answer was malformed
   ECONNREFUSED: 'ECONNREFUSED', // the server's port is closed (ICMP or TCP reset)
   ECANCELLED: 'ECANCELLED', // the resolver was closed
+  EQUEUEFULL: 'EQUEUEFULL', // too many queries waiting for a slot (the concurrency cap's queue is bounded)
   // node:dns codes for the two negative answers, used only by the node-style adapter
   ENOTFOUND: 'ENOTFOUND', // NXDOMAIN
   ENODATA: 'ENODATA', // NOERROR with no record of the type

@@ -152,6 +152,16 @@ describe('dns-resolver (against spec/helpers/dns-server)', function () {
     assert.equal(server.maxPending, 3);
   });
 
+  it('bounds the queue behind the concurrency cap (EQUEUEFULL)', async () => {
+    server.delayMs = 50;
+    const r = make({ concurrency: 1, maxQueued: 2 });
+    const res = await Promise.allSettled(['q1', 'q2', 'q3', 'q4'].map((n) => r.query(`${n}.example.test`, 'A')));
+    assert.deepEqual(
+      res.map((x) => (x.status === 'fulfilled' ? x.value.rcode : (x.reason as DnsError).code)),
+      ['NXDOMAIN', 'NXDOMAIN', 'NXDOMAIN', 'EQUEUEFULL'],
+    );
+  });
+
   it('retries over TCP when the UDP answer is truncated', async () => {
     server.truncateUdp = true;
     const r = make();
