@@ -15,6 +15,7 @@ import { createActionHookRunner } from './action-hook-runner.js';
 import type { ScannersConfig } from './config-types.js';
 import { loadPolicy, ruleContext, type LoadedPolicy } from './policy-loader.js';
 import { buildProviders } from './providers-factory.js';
+import { withScannerFailureDefault } from './scanner-failure-policy.js';
 
 export interface Runtime {
   readonly config: SluiceConfig;
@@ -74,6 +75,7 @@ export async function buildRuntime(config: SluiceConfig, logger: Logger, previou
       cleanups.push(() => runner.close());
     }
 
+    const doorPolicy = scanners.enabled ? withScannerFailureDefault(policy.policy, s.onFailure) : policy.policy;
     const owned = cleanups.slice(reuseLocks ? 0 : 1);
     return {
       config,
@@ -82,7 +84,7 @@ export async function buildRuntime(config: SluiceConfig, logger: Logger, previou
       scanners,
       effects,
       depsFor: (door, doorLogger) => ({
-        policy: policy.policy,
+        policy: doorPolicy,
         locks,
         scanners,
         effects,
