@@ -1,6 +1,7 @@
 /**
  * Real Postfix (conf/postfix/policy.main.cf: check_policy_service at RCPT and END-OF-MESSAGE) asking the policy
- * door; swaks as the SMTP client; smtp-sink as the next hop. Asserts what the client sees and what is delivered.
+ * door running the real engine with spec/fixtures/postfix/postfix-test.rules; swaks as the SMTP client; smtp-sink as
+ * the next hop. Asserts what the client sees and what is delivered.
  */
 import assert from 'node:assert/strict';
 import type { Door } from '../../lib/daemon/door.js';
@@ -9,7 +10,8 @@ import type { LockStore } from '../../lib/policy/lock-store.js';
 import { requirePeer } from '../helpers/ci-guard.js';
 import { freePort } from '../helpers/ports.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
-import { doorDeps, lockStoreIn, scriptedPolicy, type ScriptedPolicy } from '../helpers/postfix-door-deps.js';
+import { doorDeps, lockStoreIn } from '../helpers/postfix-door-deps.js';
+import { postfixTestEngine, type RecordingPolicy } from '../helpers/postfix-rules.js';
 import { swaks, swaksAvailable } from '../helpers/swaks.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 
@@ -19,23 +21,22 @@ describe('policy door behind a real Postfix (check_policy_service)', function ()
   let locks: LockStore | undefined;
   let door: Door | undefined;
   let pf: PostfixInstance | undefined;
-  let policy: ScriptedPolicy;
+  let policy: RecordingPolicy;
   let broken = false;
 
   before(async function () {
     requirePeer(this, postfixAvailable && swaksAvailable, 'postfix (root), smtp-sink and swaks');
     temp = makeTempDir('sluice-policy-pf-');
     locks = lockStoreIn(temp.path);
-    policy = scriptedPolicy((stage, tx) => {
-      if (broken) throw new Error('simulated engine failure');
-      const rcpt = tx.envelope.rcpt ?? '';
-      if (stage === 'mail' && tx.envelope.mailFrom === 'slow@example.org') return { action: 'tempfail', reply: { code: 451, enhanced: '4.7.1', lines: ['Sender on probation, try later'] } };
-      if (stage === 'rcpt' && rcpt === 'spamtrap@example.net') return { action: 'reject', reply: { code: 550, enhanced: '5.7.1', lines: ['Trap address'] } };
-      if (stage === 'rcpt' && rcpt === 'hold@example.net') return { action: 'quarantine', reason: 'held for review' };
-      if (stage === 'rcpt' && rcpt === 'tag@example.net') return { mutations: [{ kind: 'add', name: 'X-Sluice-Tag', value: `client ${tx.session.client.ip} via policy` }] };
-      if (stage === 'eom' && tx.message.size > 5000) return { action: 'reject', reply: { code: 552, enhanced: '5.3.4', lines: ['Too big for policy'] } };
-      return undefined;
-    });
+    const engine = await postfixTestEngine();
+    policy = {
+      calls: engine.calls,
+      needs: engine.needs,
+      async evaluate(stage, tx) {
+        if (broken) throw new Error('simulated engine failure');
+        return await engine.evaluate(stage, tx);
+      },
+    };
     const port = await freePort();
     door = createPolicyDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port } }, doorDeps({ policy, locks }));
     await door.start();
@@ -99,7 +100,7 @@ describe('policy door behind a real Postfix (check_policy_service)', function ()
   });
 
   it('rejects at END-OF-MESSAGE on the real size', async () => {
-    const r = await send({ to: 'big@example.net', body: 'x'.repeat(70).concat('\n').repeat(100) });
+    const r = await send({ from: 'big@example.org', to: 'big@example.net', body: 'x'.repeat(70).concat('\n').repeat(100) });
     assert.notEqual(r.code, 0);
     assert.ok(r.serverLines.some((l) => l === '552 5.3.4 Too big for policy' || /^552 5\.3\.4 .*Too big for policy$/.test(l)), r.serverLines.join('\n'));
   });
