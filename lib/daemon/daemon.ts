@@ -45,6 +45,8 @@ export class Daemon {
   /** Runtimes replaced by a reload, closed once their sessions had time to finish. */
   private readonly retired = new Set<{ runtime: Runtime; timer: NodeJS.Timeout; keepLocks: boolean }>();
   private busy: Promise<unknown> = Promise.resolve();
+  /** Doors a reload removed or replaced, still draining. */
+  private readonly draining = new Set<Promise<void>>();
   private stopping: Promise<void> | undefined;
   private resolveStopped!: () => void;
   /** Resolves once the daemon has stopped. */
@@ -204,8 +206,12 @@ export class Daemon {
     for (const d of leaving) {
       if (!startedFresh.some((r) => r.plan.key === d.plan.key)) this.doors.delete(d.plan.key);
       stopped.push(d.plan.key);
-      void d.door.stop(drainMs).catch((err: unknown) => logger.warn({ err, door: d.plan.name }, 'error while stopping a door'));
-      logger.info({ door: d.plan.name, listen: d.plan.listen }, 'door stopping (reload)');
+      const draining: Promise<void> = d.door
+        .stop(drainMs)
+        .catch((err: unknown) => this.log.logger.warn({ err, door: d.plan.name }, 'error while stopping a door'))
+        .finally(() => this.draining.delete(draining));
+      this.draining.add(draining);
+      this.log.logger.info({ door: d.plan.name, listen: d.plan.listen }, 'door stopping (reload)');
     }
 
     // 3. Listeners restarted on an address the old door is releasing.
@@ -215,12 +221,12 @@ export class Daemon {
         await this.startDoorRebind(p, runtime);
         started.push(p.key);
       } catch (err) {
-        logger.error({ err, door: p.name, listen: p.listen }, 'door could not be restarted with its new settings; it is down until the next reload');
+        this.log.logger.error({ err, door: p.name, listen: p.listen }, 'door could not be restarted with its new settings; it is down until the next reload');
       }
     }
 
     this.retire(old, locksShared, drainMs);
-    logger.info({ config: config.file, kept: keep.map((p) => p.key), started, stopped, rules: runtime.policy.files.length }, 'configuration reloaded');
+    this.log.logger.info({ config: config.file, kept: keep.map((p) => p.key), started, stopped, rules: runtime.policy.files.length }, 'configuration reloaded');
     return { ok: true, kept: keep.map((p) => p.key), started, stopped };
   }
 
@@ -266,6 +272,7 @@ export class Daemon {
       ),
     );
     this.doors.clear();
+    await Promise.all([...this.draining]);
     for (const r of this.retired) {
       clearTimeout(r.timer);
       await r.runtime.close(r.keepLocks);

@@ -176,6 +176,18 @@ describe('daemon lifecycle', function () {
     assert.equal(await c.readLine(), 'hello door0');
   });
 
+  it('reload applies log level and format', async () => {
+    const p = await freePort();
+    const d = await start(config({ hostname: 'h.test', ports: [p] }));
+    writeFileSync(file, config({ hostname: 'h.test', ports: [p], extra: 'log: { level: debug, format: json }\n' }));
+    assert.equal((await d.reload()).ok, true);
+    const last = JSON.parse(logs[logs.length - 1] as string) as Record<string, unknown>;
+    assert.equal(last['msg'], 'configuration reloaded');
+    assert.equal(last['level'], 'info');
+    d.logger.debug({ probe: 1 }, 'debug probe');
+    assert.equal(JSON.parse(logs[logs.length - 1] as string)['msg'], 'debug probe');
+  });
+
   it('SIGTERM drain: stops accepting at once, lets a running session finish, then stops', async () => {
     const p = await freePort();
     const d = await start(config({ hostname: 'h.test', ports: [p] }));
