@@ -25,6 +25,19 @@ export function parseIp(text: string): ParsedIp | undefined {
   return { v6: true, words };
 }
 
+const IP_CACHE = new Map<string, ParsedIp | null>();
+const IP_CACHE_MAX = 8192;
+
+/** parseIp with a bounded cache: a client address is parsed once, not once per stage. */
+export function parseIpCached(text: string): ParsedIp | undefined {
+  const hit = IP_CACHE.get(text);
+  if (hit !== undefined) return hit ?? undefined;
+  const p = parseIp(text);
+  if (IP_CACHE.size >= IP_CACHE_MAX) IP_CACHE.clear();
+  if (text.length <= 64) IP_CACHE.set(text, p ?? null);
+  return p;
+}
+
 function v4ToInt(s: string): number {
   const p = s.split('.');
   return ((Number(p[0]) << 24) | (Number(p[1]) << 16) | (Number(p[2]) << 8) | Number(p[3])) >>> 0;
@@ -103,9 +116,13 @@ export function formatIp(ip: ParsedIp): string {
  */
 export class CidrSet {
   private readonly v4 = new Map<number, Set<number>>();
-  private readonly v6 = new Map<number, Set<string>>();
+  /** IPv6 prefixes up to /64: first word → set of masked second words, per length. */
+  private readonly v6short = new Map<number, Map<number, Set<number>>>();
+  /** Longer IPv6 prefixes: the four masked words joined. */
+  private readonly v6long = new Map<number, Set<string>>();
   private v4Lengths: number[] = [];
-  private v6Lengths: number[] = [];
+  private v6ShortLengths: number[] = [];
+  private v6LongLengths: number[] = [];
   size = 0;
 
   add(c: Cidr): void {
@@ -115,24 +132,45 @@ export class CidrSet {
       if (!s) this.v4.set(c.prefix, (s = new Set()));
       s.add(((c.ip.words[0] as number) & maskFor(c.prefix)) >>> 0);
       this.v4Lengths = [...this.v4.keys()].sort((a, b) => b - a);
+    } else if (c.prefix <= 64) {
+      let m = this.v6short.get(c.prefix);
+      if (!m) this.v6short.set(c.prefix, (m = new Map()));
+      const w = maskWords(c.ip, c.prefix).words;
+      let s = m.get(w[0] as number);
+      if (!s) m.set(w[0] as number, (s = new Set()));
+      s.add(w[1] as number);
+      this.v6ShortLengths = [...this.v6short.keys()].sort((a, b) => b - a);
     } else {
-      let s = this.v6.get(c.prefix);
-      if (!s) this.v6.set(c.prefix, (s = new Set()));
+      let s = this.v6long.get(c.prefix);
+      if (!s) this.v6long.set(c.prefix, (s = new Set()));
       s.add(maskWords(c.ip, c.prefix).words.join(','));
-      this.v6Lengths = [...this.v6.keys()].sort((a, b) => b - a);
+      this.v6LongLengths = [...this.v6long.keys()].sort((a, b) => b - a);
     }
   }
 
   has(ip: ParsedIp): boolean {
+    const w = ip.words;
     if (!ip.v6) {
-      const a = ip.words[0] as number;
-      for (const len of this.v4Lengths) {
+      const a = w[0] as number;
+      const lens = this.v4Lengths;
+      for (let i = 0; i < lens.length; i++) {
+        const len = lens[i] as number;
         if ((this.v4.get(len) as Set<number>).has((a & maskFor(len)) >>> 0)) return true;
       }
       return false;
     }
-    for (const len of this.v6Lengths) {
-      if ((this.v6.get(len) as Set<string>).has(maskWords(ip, len).words.join(','))) return true;
+    const w0 = w[0] as number;
+    const w1 = w[1] as number;
+    const shorts = this.v6ShortLengths;
+    for (let i = 0; i < shorts.length; i++) {
+      const len = shorts[i] as number;
+      const s = (this.v6short.get(len) as Map<number, Set<number>>).get((w0 & maskFor(len)) >>> 0);
+      if (s !== undefined && s.has((w1 & maskFor(len - 32)) >>> 0)) return true;
+    }
+    const longs = this.v6LongLengths;
+    for (let i = 0; i < longs.length; i++) {
+      const len = longs[i] as number;
+      if ((this.v6long.get(len) as Set<string>).has(maskWords(ip, len).words.join(','))) return true;
     }
     return false;
   }

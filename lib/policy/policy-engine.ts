@@ -80,6 +80,7 @@ export class PolicyEngine implements PolicyPort {
     if (rules === undefined) return RESOLVED_CONTINUE;
     try {
       const r = this.run(stage, tx, rules, undefined);
+      if (r === CONTINUE) return RESOLVED_CONTINUE;
       return r instanceof Promise ? r.catch((e: unknown) => this.crash(e, stage, tx)) : Promise.resolve(r);
     } catch (e) {
       return Promise.resolve(this.crash(e, stage, tx));
@@ -112,6 +113,8 @@ export class PolicyEngine implements PolicyPort {
     return { action: 'tempfail', reply: GENERIC_TEMPFAIL, mutations: [], effects: [], hits: [] };
   }
 
+  private readonly factsForBound = (s: SessionFacts): Map<FactKey, FactValue> => this.factsFor(s);
+
   private factsFor(session: SessionFacts): Map<FactKey, FactValue> {
     let m = this.sessionFacts.get(session);
     if (m === undefined) {
@@ -122,7 +125,7 @@ export class PolicyEngine implements PolicyPort {
   }
 
   private run(stage: RuleStage, tx: Transaction, rules: readonly CompiledRule[], trace: RuleTrace[] | undefined): Verdict | Promise<Verdict> {
-    const ctx = new EvalContext(tx, stage, this.providers.clock.now(), this.factsFor(tx.session), this.proxyName);
+    const ctx = new EvalContext(tx, stage, this.providers.clock, this.factsForBound, this.proxyName);
     return this.loop(ctx, rules, 0, undefined, trace, 0);
   }
 

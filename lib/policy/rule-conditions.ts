@@ -7,9 +7,9 @@ import RE2 from 're2';
 import type { RuleStage } from '../core/stage.js';
 import type { CmpOp, ExprNode, FieldRef, ValueNode } from './rule-ast.js';
 import type { EvalContext } from './rule-context.js';
-import { availableAt, FIELDS, type FieldDef } from './rule-fields.js';
+import { availableAt, FIELDS, slotOf, type FieldDef } from './rule-fields.js';
 import { parseIp, type ParsedIp } from './ip-match.js';
-import { buildList, inAddressList, inStringList, type CompiledList } from './rule-lists.js';
+import { buildList, inAddressList, inLowerStringList, inStringList, type CompiledList } from './rule-lists.js';
 import { didYouMean, type DiagnosticSink, type Span } from './rule-source.js';
 import { isParsedNumber, parseNumberWithUnit } from './rule-values.js';
 
@@ -20,11 +20,28 @@ export interface Cond {
 }
 
 /** Regexes over the same field at the same stage share one combined RE2, tried first: one native call
- *  settles the common no-match case for all of them. */
+ *  settles the common no-match case for all of them. Its answers are memoised across evaluations (bounded),
+ *  since the same HELO or sender domain comes back again and again. */
 export interface RegexGroup {
   readonly id: number;
   readonly patterns: string[];
   combined?: RE2;
+  readonly cache: Map<string, boolean>;
+}
+
+/** Bounded: at most ~2048 × 128 characters per group (a few groups per ruleset: one per field and stage). */
+const GROUP_CACHE_MAX = 2048;
+const GROUP_CACHE_MAX_LEN = 128;
+
+function groupTest(g: RegexGroup, value: string): boolean {
+  const re = g.combined as RE2;
+  if (value.length > GROUP_CACHE_MAX_LEN) return re.test(value);
+  const hit = g.cache.get(value);
+  if (hit !== undefined) return hit;
+  const r = re.test(value);
+  if (g.cache.size >= GROUP_CACHE_MAX) g.cache.clear();
+  g.cache.set(value, r);
+  return r;
 }
 
 export interface ConditionEnv {
@@ -165,6 +182,24 @@ function stringsOf(f: FieldDef, arg: string): ((c: EvalContext) => readonly stri
 }
 const NONE: readonly string[] = Object.freeze([]);
 
+/** A single-valued string field without argument, memoised per evaluation. */
+function singleOf(f: FieldDef): ((c: EvalContext) => string | undefined) | undefined {
+  if (f.strs || !f.str || f.arg !== undefined) return undefined;
+  const g = f.str;
+  const slot = slotOf(f);
+  const compute = (c: EvalContext): string | undefined => g(c, '');
+  return (c) => c.memo(slot, compute);
+}
+
+/** Its lower-case form, memoised too (list membership is case-insensitive). */
+function lowerOf(f: FieldDef): ((c: EvalContext) => string | undefined) | undefined {
+  const single = singleOf(f);
+  if (!single) return undefined;
+  const slot = slotOf(f) + 1;
+  const compute = (c: EvalContext): string | undefined => single(c)?.toLowerCase();
+  return (c) => c.memo(slot, compute);
+}
+
 function actualText(f: FieldDef, ref: FieldRef, c: EvalContext): string {
   const name = fieldText(ref);
   if (f.dns) {
@@ -220,24 +255,39 @@ function compileCmp(node: Extract<ExprNode, { kind: 'cmp' }>, stage: RuleStage, 
     if (!values) return undefined;
     const key = `${stage}\u0000${ref.name}\u0000${arg}`;
     let group = env.groups.get(key);
-    if (!group) env.groups.set(key, (group = { id: env.groups.size, patterns: [] }));
+    if (!group) env.groups.set(key, (group = { id: env.groups.size, patterns: [], cache: new Map() }));
     group.patterns.push(inlineFlags(node.value.pattern, node.value.flags));
     const g = group;
     const neg = op === '!~';
-    const match = (c: EvalContext): boolean => {
-      const vs = values(c);
-      if (g.combined !== undefined) {
-        let pre = c.groups[g.id];
-        if (pre === undefined) {
-          pre = false;
-          for (let i = 0; i < vs.length; i++) if (g.combined.test(vs[i] as string)) pre = true;
-          c.groups[g.id] = pre;
+    const single = singleOf(f);
+    const match = single
+      ? (c: EvalContext): boolean => {
+          const v = single(c);
+          if (v === undefined) return false;
+          if (g.combined !== undefined) {
+            const gs = (c.groups ??= []);
+            let pre = gs[g.id];
+            if (pre === undefined) gs[g.id] = pre = groupTest(g, v);
+            if (!pre) return false;
+            if (g.patterns.length === 1) return true;
+          }
+          return re.test(v);
         }
-        if (!pre) return false;
-      }
-      for (let i = 0; i < vs.length; i++) if (re.test(vs[i] as string)) return true;
-      return false;
-    };
+      : (c: EvalContext): boolean => {
+          const vs = values(c);
+          if (g.combined !== undefined) {
+            const gs = (c.groups ??= []);
+            let pre = gs[g.id];
+            if (pre === undefined) {
+              pre = false;
+              for (let i = 0; i < vs.length; i++) if (groupTest(g, vs[i] as string)) pre = true;
+              gs[g.id] = pre;
+            }
+            if (!pre) return false;
+          }
+          for (let i = 0; i < vs.length; i++) if (re.test(vs[i] as string)) return true;
+          return false;
+        };
     return wrap(neg ? (c) => !match(c) : match);
   }
 
@@ -286,11 +336,14 @@ function compileCmp(node: Extract<ExprNode, { kind: 'cmp' }>, stage: RuleStage, 
         }
       }
       const values = stringsOf(f, arg) as (c: EvalContext) => readonly string[];
-      const t = (c: EvalContext): boolean => {
-        const vs = values(c);
-        for (let i = 0; i < vs.length; i++) if (inStringList(l, vs[i])) return true;
-        return false;
-      };
+      const lower = lowerOf(f);
+      const t = lower
+        ? (c: EvalContext): boolean => inLowerStringList(l, lower(c))
+        : (c: EvalContext): boolean => {
+            const vs = values(c);
+            for (let i = 0; i < vs.length; i++) if (inStringList(l, vs[i])) return true;
+            return false;
+          };
       return wrap(neg ? (c) => !t(c) : t);
     }
     sink.error('rule/type-mismatch', `\`in\` needs an address or text field; \`${ref.name}\` is ${typeWord}`, node.opSpan, f.type === 'number' || f.type === 'size' ? 'compare numbers with <, <=, >, >=, ==' : undefined);
@@ -370,6 +423,11 @@ function compileCmp(node: Extract<ExprNode, { kind: 'cmp' }>, stage: RuleStage, 
     return undefined;
   }
   const want = text.toLowerCase();
+  const lowerEq = lowerOf(f);
+  if (lowerEq) {
+    const te = (c: EvalContext): boolean => lowerEq(c) === want;
+    return wrap(neg ? (c) => !te(c) : te);
+  }
   const t = (c: EvalContext): boolean => {
     const vs = values(c);
     for (let i = 0; i < vs.length; i++) {
@@ -488,9 +546,8 @@ export function checkRegex(v: ValueNode, sink: DiagnosticSink): RE2 | undefined 
 /** Builds the combined pre-check regex of each group with two or more members. */
 export function finishRegexGroups(groups: Map<string, RegexGroup>): void {
   for (const g of groups.values()) {
-    if (g.patterns.length < 2) continue;
     try {
-      g.combined = new RE2(g.patterns.join('|'));
+      g.combined = new RE2(g.patterns.length === 1 ? (g.patterns[0] as string) : g.patterns.join('|'));
     } catch {
       // Combined pattern too large for RE2's memory budget: the members still work one by one.
     }

@@ -3,14 +3,15 @@
  * fetched lazily: a condition that needs a fact not yet known throws a NeedFact, the engine fetches it
  * (bounded by a timeout; failures become values) and evaluates that rule again. Conditions are pure over
  * the context, so re-running one is safe, and stages whose rules need no provider run synchronously.
+ * Everything here is allocated on first use only: the no-match path of a stage allocates one object.
  */
 import type { RuleStage } from '../core/stage.js';
-import type { Transaction } from '../core/transaction.js';
+import type { SessionFacts, Transaction } from '../core/transaction.js';
 import type { LockEntry } from './lock-store.js';
-import type { DnsListOutcome, PolicyProviders, SpfOutcome } from './providers.js';
-import { parseIp, type ParsedIp } from './ip-match.js';
+import type { Clock, DnsListOutcome, PolicyProviders, SpfOutcome } from './providers.js';
+import { parseIpCached, type ParsedIp } from './ip-match.js';
 
-export type FactKey = string; // "spf", "dnsbl:<zone>", "rhsbl:<zone>", "lock:client", "lock:auth"
+export type FactKey = string; // "spf\0ip\0helo\0sender", "dnsbl\0zone\0ip", "rhsbl\0zone\0domain", "lock:client:ip", "lock:auth:user"
 
 export type FactValue = SpfOutcome | DnsListOutcome | LockFact;
 
@@ -31,53 +32,78 @@ export class NeedFact {
   constructor(readonly key: FactKey, readonly spec: FactSpec) {}
 }
 
+const UNSET = Symbol('unset');
+
 export class EvalContext {
   /** Results of combined-regex pre-checks for this evaluation, by group id (undefined = not computed). */
-  readonly groups: (boolean | undefined)[] = [];
+  groups: (boolean | undefined)[] | undefined;
+  /** Memoised field values by slot (see rule-fields.ts), so a field read by many rules is computed once. */
+  private slots: unknown[] | undefined;
   private ipParsed: ParsedIp | null | undefined;
   private destParsed: ParsedIp | null | undefined;
+  private local: Map<FactKey, FactValue> | undefined;
+  private shared: Map<FactKey, FactValue> | undefined;
   /** Lock entries that made `is locked` true, for {lock.reason}. */
   lastLock?: LockEntry;
 
   constructor(
     readonly tx: Transaction,
     readonly stage: RuleStage,
-    readonly now: number,
+    private readonly clock: Clock,
     /** SPF and DNS list facts, shared across the stages of one session (the same query is asked once). */
-    readonly sessionFacts: Map<FactKey, FactValue>,
+    private readonly sessionFacts: (s: SessionFacts) => Map<FactKey, FactValue>,
     readonly proxyName: string,
   ) {}
 
+  private nowMs: number | undefined;
+  /** The clock, read once per evaluation and only if a rule looks at the time. */
+  get now(): number {
+    return (this.nowMs ??= this.clock.now());
+  }
+
   get clientIp(): ParsedIp | undefined {
-    if (this.ipParsed === undefined) this.ipParsed = parseIp(this.tx.session.client.ip) ?? null;
+    if (this.ipParsed === undefined) this.ipParsed = parseIpCached(this.tx.session.client.ip) ?? null;
     return this.ipParsed ?? undefined;
   }
 
   get destinationIp(): ParsedIp | undefined {
     if (this.destParsed === undefined) {
       const d = this.tx.session.destination;
-      this.destParsed = d ? (parseIp(d.ip) ?? null) : null;
+      this.destParsed = d ? (parseIpCached(d.ip) ?? null) : null;
     }
     return this.destParsed ?? undefined;
   }
 
-  /** Lock facts: fetched fresh for every evaluation (a lock may be set between stages). */
-  readonly localFacts = new Map<FactKey, FactValue>();
+  /** The memoised value in `slot`, computing it with `compute` the first time. */
+  memo<T>(slot: number, compute: (ctx: EvalContext) => T): T {
+    let s = this.slots;
+    if (s === undefined) this.slots = s = [];
+    const v = s[slot];
+    if (v !== undefined) return (v === UNSET ? undefined : v) as T;
+    const c = compute(this);
+    s[slot] = c === undefined ? UNSET : c;
+    return c;
+  }
 
   static isLocal(key: FactKey): boolean {
     return key.startsWith('lock:');
   }
 
+  private mapFor(key: FactKey): Map<FactKey, FactValue> {
+    if (EvalContext.isLocal(key)) return (this.local ??= new Map());
+    return (this.shared ??= this.sessionFacts(this.tx.session));
+  }
+
   store(key: FactKey, v: FactValue): void {
-    (EvalContext.isLocal(key) ? this.localFacts : this.sessionFacts).set(key, v);
+    this.mapFor(key).set(key, v);
   }
 
   has(key: FactKey): boolean {
-    return (EvalContext.isLocal(key) ? this.localFacts : this.sessionFacts).has(key);
+    return this.mapFor(key).has(key);
   }
 
   fact<T extends FactValue>(key: FactKey, spec: () => FactSpec): T {
-    const v = (EvalContext.isLocal(key) ? this.localFacts : this.sessionFacts).get(key);
+    const v = this.mapFor(key).get(key);
     if (v === undefined) throw new NeedFact(key, spec());
     return v as T;
   }

@@ -28,6 +28,8 @@ export interface FieldDef {
   /** `client is locked` / `auth is locked`. */
   readonly lockable?: 'client' | 'auth';
   readonly doc: string;
+  /** Memo slot of the value in the evaluation context (assigned below; fields without arguments only). */
+  slot?: number;
   readonly str?: (ctx: EvalContext, arg: string) => string | undefined;
   readonly strs?: (ctx: EvalContext, arg: string) => readonly string[];
   readonly num?: (ctx: EvalContext) => number | undefined;
@@ -161,6 +163,15 @@ function headerValues(c: EvalContext, name: string): readonly string[] {
   return out;
 }
 
+/** Memo slots: a field's value in slot 2*k, its lower-case form in 2*k+1, k dense in the order fields are first read. */
+let nextSlot = 0;
+export function slotOf(f: FieldDef): number {
+  if (f.slot === undefined) {
+    f.slot = nextSlot;
+    nextSlot += 2;
+  }
+  return f.slot;
+}
 export const FIELDS: ReadonlyMap<string, FieldDef> = new Map(F.map((f) => [f.name, f]));
 
 /** Variables usable in {braces} in reply texts, header values and lock reasons beyond the fields above. */

@@ -109,6 +109,17 @@ export function inAddressList(list: CompiledList, ip: ParsedIp | undefined): boo
   return ip !== undefined && list.cidrs.has(ip);
 }
 
+/** Membership of an already lower-cased value. */
+export function inLowerStringList(list: CompiledList, lower: string | undefined): boolean {
+  if (lower === undefined) return false;
+  if (list.strings.has(lower)) return true;
+  if (list.domains.size > 0) {
+    const at = lower.lastIndexOf('@');
+    if (at >= 0 && list.domains.has(lower.slice(at + 1))) return true;
+  }
+  return false;
+}
+
 /** String-list membership: exact (case-insensitive) or "@domain" entries against an address's domain. */
 export function inStringList(list: CompiledList, value: string | undefined): boolean {
   if (value === undefined) return false;
