@@ -1,13 +1,13 @@
 /**
  * Scanning through the milter door behind a real Postfix: swaks → Postfix smtpd → milter door (real clamd, real
- * spamd and a filter command in one ScannerSet) → smtp-sink. The policy is scripted (the eom verdicts a ruleset
- * would give on scan.*), so this asserts what the scanners report and what the SMTP client sees on the wire.
+ * spamd and a filter command in one ScannerSet) → smtp-sink, under the real rule engine. Asserts what the SMTP
+ * client sees on the wire, what is delivered, and the action hook's environment.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NULL_LOGGER } from '../../lib/core/logger.js';
-import type { Verdict } from '../../lib/core/verdict.js';
+import type { LockStore } from '../../lib/policy/lock-store.js';
 import { createActionHookRunner, type ActionHookRunner } from '../../lib/daemon/action-hook-runner.js';
 import type { Door } from '../../lib/daemon/door.js';
 import { createMilterDoor } from '../../lib/milter/milter-door.js';
@@ -15,7 +15,9 @@ import { createScannerSet, type ConfiguredScannerSet } from '../../lib/scanners/
 import { requirePeer } from '../helpers/ci-guard.js';
 import { clamdAvailable, startClamd, type RunningClamd } from '../helpers/clamd.js';
 import { writeScript } from '../helpers/filter-scripts.js';
-import { scriptedPolicy, testDeps } from '../helpers/milter-client.js';
+import { realPolicy } from '../helpers/intercept-harness.js';
+import { testDeps } from '../helpers/milter-client.js';
+import { lockStoreIn } from '../helpers/postfix-door-deps.js';
 import { freePort } from '../helpers/ports.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { EICAR, EICAR_SIGNATURE, GTUBE } from '../helpers/scan-samples.js';
@@ -23,7 +25,13 @@ import { spamdAvailable, startSpamd, type RunningSpamd } from '../helpers/spamd.
 import { swaks, swaksAvailable } from '../helpers/swaks.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 
-const verdict = (x: Partial<Verdict> & Pick<Verdict, 'action'>): Verdict => ({ mutations: [], effects: [], hits: [], ...x });
+const RULES = `
+rule scanner-failed at eom: scanner failed => tempfail 451 4.7.1 "Scanner unavailable, try later"
+rule virus at eom: virus => reject 554 5.7.1 "Malware found ({virus.name})" hook virus
+rule spam at eom: spam => reject 550 5.7.1 "Message marked as SPAM, denied [{spam.score}]"
+rule filter-refused at eom: filter.code >= 400 => reject 554 5.7.0 "Refused by the content filter"
+rule stamp at eom: => add header "X-Sluice-Scan" "clean; spam={spam.score}"
+`;
 
 describe('scanning through the milter door behind a real Postfix', function () {
   this.timeout(90_000);
@@ -32,6 +40,7 @@ describe('scanning through the milter door behind a real Postfix', function () {
   let scanners: ConfiguredScannerSet | undefined;
   let hooks: ActionHookRunner | undefined;
   let door: Door | undefined;
+  let locks: LockStore | undefined;
   let pf: PostfixInstance | undefined;
   const temp = makeTempDir('sluice-scan-milter-');
   const hookOut = join(temp.path, 'hook.env');
@@ -53,26 +62,10 @@ describe('scanning through the milter door behind a real Postfix', function () {
     );
     const hookScript = writeScript(join(temp.path, 'scripts'), 'hook.sh', `env > "${hookOut}.tmp" && mv "${hookOut}.tmp" "${hookOut}"`);
     hooks = createActionHookRunner({ hooks: { virus: { command: [hookScript], timeout: 5000 } }, proxyName: 'sluice.test' }, NULL_LOGGER);
-    const policy = scriptedPolicy(['eom'], (stage, tx) => {
-      if (stage !== 'eom') return undefined;
-      const scan = tx.message.scan;
-      if (Object.keys(scan.failed).length > 0) return verdict({ action: 'tempfail', reply: { code: 451, enhanced: '4.7.1', lines: ['Scanner unavailable, try later'] } });
-      if (scan.virus?.found)
-        return verdict({
-          action: 'reject',
-          reply: { code: 554, enhanced: '5.7.1', lines: [`Malware found (${scan.virus.name ?? 'unknown'})`] },
-          effects: [{ kind: 'hook', hook: 'virus', rule: 'virus', env: { FOUND: 'VIRUS' } }],
-        });
-      if (scan.spam?.isSpam) return verdict({ action: 'reject', reply: { code: 550, enhanced: '5.7.1', lines: [`Message marked as SPAM, denied [${scan.spam.score}]`] } });
-      if (scan.filter && scan.filter.code >= 400) {
-        // filter.reply is the text after the code and may start with an enhanced status code.
-        const m = /^([245]\.\d{1,3}\.\d{1,3}) (.*)$/.exec(scan.filter.reply ?? '');
-        return verdict({ action: 'reject', reply: { code: scan.filter.code, ...(m ? { enhanced: m[1] } : {}), lines: [m?.[2] ?? scan.filter.reply ?? 'Content Rejected'] } });
-      }
-      return verdict({ action: 'continue', mutations: [{ kind: 'add', name: 'X-Sluice-Scan', value: `clean; spam=${scan.spam?.score ?? '-'}` }] });
-    }, { scan: true });
+    locks = lockStoreIn(temp.path);
+    const policy = realPolicy(RULES, locks);
     const port = await freePort();
-    door = createMilterDoor({ listen: `inet:127.0.0.1:${port}` }, testDeps(policy, { scanners, effects: hooks }));
+    door = createMilterDoor({ listen: `inet:127.0.0.1:${port}` }, testDeps(policy, { scanners, effects: hooks, locks }));
     await door.start();
     pf = await startPostfix({ snippets: ['milter'], ports: { 10030: port } });
   });
@@ -82,6 +75,7 @@ describe('scanning through the milter door behind a real Postfix', function () {
     await door?.stop(500);
     hooks?.close();
     await scanners?.close();
+    await locks?.close();
     await clamd?.stop();
     await spamd?.stop();
     temp.remove();
@@ -104,7 +98,8 @@ describe('scanning through the milter door behind a real Postfix', function () {
     while (!existsSync(hookOut) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
     const env = readFileSync(hookOut, 'latin1');
     assert.match(env, new RegExp(`^VIRUS_NAME=${EICAR_SIGNATURE.replace(/\./g, '\\.')}\\.UNOFFICIAL$`, 'm'));
-    assert.match(env, /^FOUND=VIRUS$/m);
+    assert.match(env, /^FOUND=virus$/m);
+    assert.match(env, /^RULE=virus$/m);
     assert.match(env, /^MAIL_FROM=sender@example\.org$/m);
     assert.match(env, /^SOURCE_IP=127\.0\.0\.1$/m);
   });
@@ -115,10 +110,10 @@ describe('scanning through the milter door behind a real Postfix', function () {
     assert.ok(r.serverLines.includes('550 5.7.1 Message marked as SPAM, denied [1000]'), r.serverLines.join('\n'));
   });
 
-  it('rejects with the filter command\'s own reply', async () => {
+  it('refuses when the filter command refuses (scan.filter.code)', async () => {
     const r = await send('this contains a forbidden-word indeed');
     assert.notEqual(r.code, 0);
-    assert.ok(r.serverLines.includes('554 5.7.0 Policy filter says no'), r.serverLines.join('\n'));
+    assert.ok(r.serverLines.includes('554 5.7.0 Refused by the content filter'), r.serverLines.join('\n'));
   });
 
   it('tempfails when clamd is down (scan.failed), so nothing is lost', async () => {
