@@ -56,7 +56,12 @@ export async function buildRuntime(config: SluiceConfig, logger: Logger, previou
     const built = await buildProviders(config, locks, logger);
     cleanups.push(() => built.close());
 
-    const policy = await loadPolicy(config.rules, ruleContext(config), { providers: built.providers, logger: logger.child({ component: 'policy' }), hostname: config.hostname });
+    const policy = await loadPolicy(config.rules, ruleContext(config), {
+      providers: built.providers,
+      logger: logger.child({ component: 'policy' }),
+      hostname: config.hostname,
+      skipSpfWhenAuthenticated: config.spf.skipAuthenticated,
+    });
     if (policy.close) cleanups.push(() => policy.close?.());
 
     let scanners: ScannerSet = NO_SCANNERS;

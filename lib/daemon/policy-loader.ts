@@ -5,7 +5,9 @@
 import { CONTINUE, type Verdict } from '../core/verdict.js';
 import type { Logger } from '../core/logger.js';
 import type { PolicyNeeds, PolicyPort } from '../core/policy-port.js';
-import type { PolicyProviders } from '../policy/providers.js';
+import type { RuleStage } from '../core/stage.js';
+import type { Transaction } from '../core/transaction.js';
+import type { PolicyProviders, SpfProvider } from '../policy/providers.js';
 import { compileRuleFiles, PolicyEngine } from '../policy/index.js';
 
 /** A policy that decides nothing (no rules): every stage continues. */
@@ -35,6 +37,21 @@ export interface EngineContext {
   readonly providers: PolicyProviders;
   readonly logger: Logger;
   readonly hostname: string;
+  /** spf.skip_authenticated: authenticated sessions get SPF "none" without a lookup. */
+  readonly skipSpfWhenAuthenticated?: boolean;
+}
+
+/** What authenticated sessions see for SPF when spf.skip_authenticated is on. */
+export const SKIPPED_SPF: SpfProvider = {
+  check: async () => ({ result: 'none', identity: 'mailfrom', explanation: 'authenticated session; SPF not checked (spf.skip_authenticated)' }),
+};
+
+/** Two engines over one ruleset: authenticated sessions go to the one whose SPF provider answers "none". */
+function routeByAuth(unauthenticated: PolicyPort, authenticated: PolicyPort): PolicyPort {
+  return {
+    needs: unauthenticated.needs,
+    evaluate: (stage: RuleStage, tx: Transaction) => (tx.session.auth ? authenticated : unauthenticated).evaluate(stage, tx),
+  };
 }
 
 /**
@@ -43,7 +60,14 @@ export interface EngineContext {
  */
 export async function loadPolicy(ruleFiles: readonly string[], names: RuleContext, engine?: EngineContext): Promise<LoadedPolicy> {
   const ruleset = await compileRuleFiles(ruleFiles, { dnsLists: names.dnsLists, hooks: names.hooks });
-  const policy = engine ? new PolicyEngine(ruleset, engine.providers, { logger: engine.logger, proxyName: engine.hostname }) : EMPTY_POLICY;
+  let policy: PolicyPort = EMPTY_POLICY;
+  if (engine) {
+    const opts = { logger: engine.logger, proxyName: engine.hostname };
+    policy = new PolicyEngine(ruleset, engine.providers, opts);
+    if (engine.skipSpfWhenAuthenticated && engine.providers.spf && ruleset.needs.spf) {
+      policy = routeByAuth(policy, new PolicyEngine(ruleset, { ...engine.providers, spf: SKIPPED_SPF }, opts));
+    }
+  }
   return { policy, files: ruleset.files, rules: ruleset.rules.length };
 }
 
