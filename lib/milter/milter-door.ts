@@ -2,13 +2,13 @@
  * The milter door: Postfix (smtpd_milters / non_smtpd_milters) or Sendmail talks milter v6 to sluice's engine.
  */
 import type { Door, DoorDeps } from '../daemon/door.js';
-import { DEFAULT_MAX_PACKET } from './milter-constants.js';
+import { DEFAULT_MAX_PACKET, MILTER_CHUNK_SIZE } from './milter-constants.js';
 import { MilterServer, parseListenAddress } from './milter-server.js';
 
 export interface MilterDoorOptions {
   /** `inet:127.0.0.1:8890`, `inet:8890@127.0.0.1`, `unix:/run/sluice/milter.sock`. */
   readonly listen: string;
-  /** Largest packet accepted from the MTA, in bytes (default 1 MiB + 64 KiB). */
+  /** Largest packet accepted from the MTA, in bytes (default 1 MiB + 64 KiB; never less than 65536). */
   readonly maxPacket?: number;
   /** Close a connection the MTA leaves silent this long (default 10 minutes: longer than Postfix's smtpd_timeout). */
   readonly readTimeoutMs?: number;
@@ -25,8 +25,10 @@ export const MILTER_DEFAULTS = Object.freeze({ maxPacket: DEFAULT_MAX_PACKET, re
 export function createMilterDoor(options: MilterDoorOptions, deps: DoorDeps): Door {
   const address = parseListenAddress(options.listen);
   if (typeof address === 'string') throw new Error(address);
-  const maxPacket = options.maxPacket ?? MILTER_DEFAULTS.maxPacket;
-  if (!Number.isInteger(maxPacket) || maxPacket < 65536 || maxPacket > 64 * 1024 * 1024) throw new Error(`milter maxPacket ${maxPacket} must be an integer from 65536 to 67108864`);
+  const requested = options.maxPacket ?? MILTER_DEFAULTS.maxPacket;
+  if (!Number.isInteger(requested) || requested < 1 || requested > 64 * 1024 * 1024) throw new Error(`milter maxPacket ${requested} must be an integer up to 67108864`);
+  // Never below one full body chunk plus its command byte: Postfix fills chunks to exactly 65535 bytes.
+  const maxPacket = Math.max(requested, MILTER_CHUNK_SIZE + 1);
   const server = new MilterServer(
     {
       address,
