@@ -21,7 +21,8 @@ Options:
   -c, --config FILE   the configuration (default: conf/sluice.yaml)
   -h, --help          this help
 
-Exit codes: 0 stopped by a signal, 1 could not start (configuration, rules, or a port in use), 64 usage error.
+Exit codes: 0 stopped by a signal, 1 could not start (configuration, rules, or a port in use) or stopped by an
+internal error (logged), 64 usage error.
 `;
 
 const OPTIONS: readonly OptionSpec[] = [{ name: 'config', short: 'c', value: 'FILE' }];
@@ -50,15 +51,27 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     daemon.logger.info({ signal: 'SIGHUP' }, 'signal received');
     void daemon.reload();
   };
+  // A bug that escapes every handler: log it through the daemon's logger, stop at once, exit 1 (the service
+  // manager restarts us) instead of dying with a bare stack trace on stderr.
+  let failed = false;
+  const onFatal = (err: unknown): void => {
+    failed = true;
+    daemon.logger.error({ err }, 'internal error; stopping');
+    void daemon.stop(0);
+  };
   process.on('SIGTERM', onStop);
   process.on('SIGINT', onStop);
   process.on('SIGHUP', onHup);
+  process.on('uncaughtException', onFatal);
+  process.on('unhandledRejection', onFatal);
   try {
     await daemon.stopped;
   } finally {
     process.off('SIGTERM', onStop);
     process.off('SIGINT', onStop);
     process.off('SIGHUP', onHup);
+    process.off('uncaughtException', onFatal);
+    process.off('unhandledRejection', onFatal);
   }
-  return EXIT.OK;
+  return failed ? EXIT.ERROR : EXIT.OK;
 }
