@@ -28,7 +28,8 @@ export interface ItemNode {
 export type Predicate = 'failed' | 'skipped' | 'locked' | 'exists' | 'listed';
 
 export type ExprNode =
-  | { readonly kind: 'and' | 'or'; readonly left: ExprNode; readonly right: ExprNode; readonly span: Span }
+  /** n-ary, so a long chain of `or` is a flat list (no deep recursion). */
+  | { readonly kind: 'and' | 'or'; readonly items: readonly ExprNode[]; readonly span: Span }
   | { readonly kind: 'not'; readonly expr: ExprNode; readonly span: Span }
   | { readonly kind: 'cmp'; readonly field: FieldRef; readonly op: CmpOp; readonly opSpan: Span; readonly value: ValueNode; readonly span: Span }
   /** A field used as a condition on its own (`authenticated`, `dnsbl(zen)`) or with a postfix predicate. */

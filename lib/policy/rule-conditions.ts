@@ -97,18 +97,36 @@ export function compileCondition(node: ExprNode, stage: RuleStage, env: Conditio
   switch (node.kind) {
     case 'and':
     case 'or': {
-      const l = compileCondition(node.left, stage, env);
-      const r = compileCondition(node.right, stage, env);
-      if (!l || !r) return undefined;
+      const parts: Cond[] = [];
+      let ok = true;
+      for (const it of node.items) {
+        const c = compileCondition(it, stage, env);
+        if (c) parts.push(c);
+        else ok = false;
+      }
+      if (!ok) return undefined;
+      const n = parts.length;
       if (node.kind === 'and') {
         return {
-          test: (c) => l.test(c) && r.test(c),
-          explain: (c) => (!l.test(c) ? l.explain(c) : !r.test(c) ? r.explain(c) : `${l.explain(c)} and ${r.explain(c)}`),
+          test: (c) => {
+            for (let i = 0; i < n; i++) if (!(parts[i] as Cond).test(c)) return false;
+            return true;
+          },
+          explain: (c) => {
+            const failed = parts.find((p) => !p.test(c));
+            return failed ? failed.explain(c) : parts.map((p) => p.explain(c)).join(' and ');
+          },
         };
       }
       return {
-        test: (c) => l.test(c) || r.test(c),
-        explain: (c) => (l.test(c) ? l.explain(c) : r.test(c) ? r.explain(c) : `${l.explain(c)}; ${r.explain(c)}`),
+        test: (c) => {
+          for (let i = 0; i < n; i++) if ((parts[i] as Cond).test(c)) return true;
+          return false;
+        },
+        explain: (c) => {
+          const hit = parts.find((p) => p.test(c));
+          return hit ? hit.explain(c) : parts.map((p) => p.explain(c)).join('; ');
+        },
       };
     }
     case 'not': {

@@ -20,6 +20,8 @@ const CMP = new Set(['==', '!=', '~', '!~', '<', '<=', '>', '>=']);
 const POSTFIX = new Set(['failed', 'skipped', 'exists', 'listed']);
 /** Deepest nesting of parentheses / not (bounded recursion on hostile input). */
 const MAX_DEPTH = 64;
+/** Most and/or terms in one condition. */
+const MAX_TERMS = 1000;
 
 class ParseError extends Error {}
 
@@ -34,6 +36,7 @@ export function parseRules(src: SourceFile, sink: DiagnosticSink): DeclNode[] {
 class Parser {
   private pos = 0;
   private depth = 0;
+  private terms = 0;
   constructor(private readonly toks: Token[], private readonly sink: DiagnosticSink, private readonly lexLines: ReadonlySet<number>) {}
 
   private peek(k = 0): Token {
@@ -146,6 +149,7 @@ class Parser {
     const stage = this.expectWord('a stage', 'stages: connect, helo, auth, mail, rcpt, data, header, eoh, eom');
     this.expectPunct(':', 'rule NAME at STAGE: CONDITION => ACTION');
     let condition: ExprNode | undefined;
+    this.terms = 0;
     if (!this.isPunct('=>')) condition = this.parseOr();
     this.expectPunct('=>', 'the condition ends with => followed by the actions');
     const actions: ActionNode[] = [];
@@ -158,23 +162,27 @@ class Parser {
   }
 
   private parseOr(): ExprNode {
-    let left = this.parseAnd();
+    const first = this.parseAnd();
+    if (!this.isWord('or')) return first;
+    const items = [first];
     while (this.isWord('or')) {
-      this.next();
-      const right = this.parseAnd();
-      left = { kind: 'or', left, right, span: left.span };
+      const t = this.next();
+      if (++this.terms > MAX_TERMS) this.fail('rule/too-complex', `a condition may have at most ${MAX_TERMS} terms`, t.span, 'use a list: field in LIST');
+      items.push(this.parseAnd());
     }
-    return left;
+    return { kind: 'or', items, span: first.span };
   }
 
   private parseAnd(): ExprNode {
-    let left = this.parseNot();
+    const first = this.parseNot();
+    if (!this.isWord('and')) return first;
+    const items = [first];
     while (this.isWord('and')) {
-      this.next();
-      const right = this.parseNot();
-      left = { kind: 'and', left, right, span: left.span };
+      const t = this.next();
+      if (++this.terms > MAX_TERMS) this.fail('rule/too-complex', `a condition may have at most ${MAX_TERMS} terms`, t.span, 'split the rule');
+      items.push(this.parseNot());
     }
-    return left;
+    return { kind: 'and', items, span: first.span };
   }
 
   private parseNot(): ExprNode {
