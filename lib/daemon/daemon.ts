@@ -85,7 +85,8 @@ export class Daemon {
     const daemon = new Daemon(options, config, log, runtime);
     try {
       for (const plan of planDoors(config)) await daemon.startDoor(plan, runtime);
-      dropPrivileges(config.user, config.group, config.stateDir, log.logger);
+      await log.flush();
+      dropPrivileges(config.user, config.group, config.stateDir, log.logger, config.log.file ? [config.log.file] : []);
     } catch (err) {
       log.logger.error({ err }, 'start failed');
       await daemon.stop(0);

@@ -43,7 +43,7 @@ function safeRead(path: string): string {
  * Switches to `user` (and `group`, else the user's primary group) when running as root; does nothing otherwise.
  * Throws when the user or group does not exist: running on as root by mistake is worse than not starting.
  */
-export function dropPrivileges(user: string | undefined, group: string | undefined, stateDir: string, logger: Logger): void {
+export function dropPrivileges(user: string | undefined, group: string | undefined, stateDir: string, logger: Logger, files: readonly string[] = []): void {
   if (user === undefined) return;
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
     logger.info({ user }, 'not running as root; user/group setting ignored');
@@ -54,6 +54,8 @@ export function dropPrivileges(user: string | undefined, group: string | undefin
   const gid = group !== undefined ? lookupGroup(group) : account.gid;
   if (gid === undefined) throw new Error(`group "${group}" does not exist`);
   if (existsSync(stateDir)) chownTree(stateDir, account.uid, gid, 2);
+  // Files written after the switch (the log file, reopened on SIGHUP) must stay writable.
+  for (const f of files) if (existsSync(f)) chownSync(f, account.uid, gid);
   process.setgroups?.([gid]);
   process.setgid?.(gid);
   process.setuid?.(account.uid);
