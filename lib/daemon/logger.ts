@@ -25,6 +25,14 @@ export interface LoggerOptions {
 
 export function createDaemonLogger(cfg: Pick<LogConfig, 'level' | 'format' | 'file'>, opts: LoggerOptions = {}): DaemonLogger {
   const sonic = opts.write ? undefined : destination({ dest: cfg.file ?? 1, sync: false, mkdir: true, append: true });
+  // A log destination that fails (disk full, a rotated file we may not reopen) must not take the daemon down:
+  // say so once on stderr, the last outlet left, and keep serving.
+  let reported = false;
+  sonic?.on('error', (err: Error) => {
+    if (reported) return;
+    reported = true;
+    process.stderr.write(`sluice: cannot write the log${cfg.file ? ` to ${cfg.file}` : ''}: ${err.message}\n`);
+  });
   const sink: (s: string) => void = opts.write ?? ((s) => void sonic?.write(s));
   const stream: DestinationStream = {
     write: cfg.format === 'text' ? (s: string) => sink(textLine(s)) : (s: string) => sink(s),
