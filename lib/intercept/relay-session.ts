@@ -581,6 +581,11 @@ export class RelaySession {
         this.writeClient(reply.raw);
         break;
     }
+    if (reply.code === 421) {
+      // RFC 5321 §3.8: 421 means the server is closing the channel, whatever command it answers.
+      this.upstreamFailed(TAKEOVER_REASONS.upstreamLost, 'upstream said 421');
+      return;
+    }
     this.flushLocal();
     this.pump();
   }

@@ -1,0 +1,392 @@
+/**
+ * Intercept door benchmark: smtp-source → [sluice | proxsmtpd | nothing] → smtp-sink, 10 KB messages, loopback only.
+ *
+ *   node .build/NAME/bench/intercept.bench.js          (or dist/bench/intercept.bench.js)
+ *
+ * Scenarios (every proxy under test runs in a fresh child process):
+ *   direct          smtp-source straight to smtp-sink (the limit)
+ *   sluice-accept   sluice fixed mode, accept-all ruleset (trace header at data, accept at eom)
+ *   sluice-example  sluice fixed mode, the example ruleset from conf/rules (when it compiles without providers)
+ *   proxsmtpd       proxsmtpd without a filter command (when installed)
+ * each at 1 session (1 message per connection), 16 sessions (1 per connection), and 16 sessions x many messages
+ * per connection (-d). Then: idle concurrent sessions RSS (as many as the fd limit allows, up to 10,000) and one
+ * 100 MB message (RSS growth of the sluice process and MB/s).
+ * Prints a table and one `BENCH_JSON {...}` line. Bounded: well under 3 minutes.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const SMTP_SINK = '/usr/sbin/smtp-sink';
+const SMTP_SOURCE = '/usr/sbin/smtp-source';
+const PROXSMTPD = '/usr/sbin/proxsmtpd';
+const HERE = fileURLToPath(import.meta.url);
+const BUILD_ROOT = join(dirname(HERE), '..');
+
+const ACCEPT_ALL = `rule nat at data: => add header "X-NAT-Received" "from [{client.ip}]:{client.port} by {proxy.name} id {session.id}"
+rule ok at eom: => accept
+`;
+
+// ------------------------------------------------------------------------------------------------- child: door
+
+interface DoorChildConfig {
+  readonly listenPort: number;
+  readonly upstreamPort: number;
+  readonly rules: string;
+  readonly sessions?: number;
+}
+
+async function runDoorChild(cfg: DoorChildConfig): Promise<void> {
+  const { createInterceptDoor } = await import(join(BUILD_ROOT, 'lib/intercept/intercept-door.js'));
+  const { compileRules, PolicyEngine, MemoryLockStore } = await import(join(BUILD_ROOT, 'lib/policy/index.js'));
+  const { DEFAULT_LIMITS } = await import(join(BUILD_ROOT, 'lib/core/limits.js'));
+  const { NULL_LOGGER } = await import(join(BUILD_ROOT, 'lib/core/logger.js'));
+  const { NO_SCANNERS } = await import(join(BUILD_ROOT, 'lib/scanners/scanner.js'));
+  const { NO_EFFECTS } = await import(join(BUILD_ROOT, 'lib/core/effects.js'));
+  const locks = new MemoryLockStore();
+  const policy = new PolicyEngine(compileRules([{ file: 'bench.rules', text: cfg.rules }]), { locks, clock: { now: () => Date.now() } }, { proxyName: 'sluice.bench' });
+  const limits = { ...DEFAULT_LIMITS, sessions: 100_000, sessionsPerClient: 100_000, messageSize: 200 * 1024 * 1024 };
+  const door = createInterceptDoor(
+    { listeners: [{ listen: { ip: '127.0.0.1', port: cfg.listenPort }, mode: 'fixed', upstream: { ip: '127.0.0.1', port: cfg.upstreamPort }, backlog: 4096 }] },
+    { policy, locks, scanners: NO_SCANNERS, effects: NO_EFFECTS, limits, logger: NULL_LOGGER, hostname: 'sluice.bench' },
+  );
+  await door.start();
+  process.stdout.write('READY\n');
+  process.on('SIGTERM', () => {
+    void door.stop(100).then(() => process.exit(0));
+  });
+}
+
+/** A greeting-only upstream for the idle test (holds connections open, answers QUIT). */
+async function runIdleUpstreamChild(port: number): Promise<void> {
+  const srv = createServer((s) => {
+    s.on('error', () => undefined);
+    s.write('220 idle.bench ESMTP\r\n');
+    s.on('data', (d) => {
+      if (/QUIT/i.test(d.toString())) s.end('221 bye\r\n');
+    });
+  });
+  srv.maxConnections = 100_000;
+  await new Promise<void>((r) => srv.listen({ host: '127.0.0.1', port, backlog: 4096 }, r));
+  process.stdout.write('READY\n');
+}
+
+// ------------------------------------------------------------------------------------------------- helpers
+
+async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const p = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function startChild(cmd: string, args: string[]): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const t = setTimeout(() => reject(new Error(`${cmd} did not start: ${out}`)), 15_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('READY')) {
+        clearTimeout(t);
+        resolve(child);
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`${cmd} exited (${code}): ${out}`));
+    });
+  });
+}
+
+async function waitPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((res) => {
+      const s = connect({ host: '127.0.0.1', port });
+      s.on('connect', () => {
+        s.destroy();
+        res(true);
+      });
+      s.on('error', () => res(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`port ${port} not listening`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await gone;
+  clearTimeout(t);
+}
+
+function rssKb(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
+async function startSink(): Promise<{ port: number; child: ChildProcess }> {
+  const port = await freePort();
+  const asRoot = process.getuid?.() === 0;
+  const child = spawn(SMTP_SINK, [...(asRoot ? ['-u', 'nobody'] : []), '-h', 'sink.bench', `127.0.0.1:${port}`, '1024'], { stdio: 'ignore' });
+  await waitPort(port);
+  return { port, child };
+}
+
+function smtpSource(port: number, sessions: number, messages: number, perConnection: boolean): Promise<{ seconds: number; ok: boolean; out: string }> {
+  const args = ['-l', '10240', '-m', String(messages), '-s', String(sessions), '-f', 'src@example.org', '-t', 'dst@example.net', ...(perConnection ? ['-d'] : []), `127.0.0.1:${port}`];
+  const t0 = process.hrtime.bigint();
+  return new Promise((resolve) => {
+    execFile(SMTP_SOURCE, args, { timeout: 60_000 }, (err, stdout, stderr) => {
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      resolve({ seconds, ok: !err, out: String(stdout) + String(stderr) });
+    });
+  });
+}
+
+async function startDoor(upstreamPort: number, rules: string): Promise<{ port: number; child: ChildProcess }> {
+  const port = await freePort();
+  const cfg: DoorChildConfig = { listenPort: port, upstreamPort, rules };
+  const child = await startChild(process.execPath, [HERE, '--door', JSON.stringify(cfg)]);
+  return { port, child };
+}
+
+async function startProxsmtpd(upstreamPort: number, dir: string): Promise<{ port: number; child: ChildProcess }> {
+  const port = await freePort();
+  const conf = join(dir, 'proxsmtpd.conf');
+  writeFileSync(conf, `Listen: 127.0.0.1:${port}\nOutAddress: 127.0.0.1:${upstreamPort}\nMaxConnections: 1024\nTimeOut: 60\nTempDirectory: ${dir}\n`);
+  const child = spawn(PROXSMTPD, ['-d', '0', '-f', conf, '-p', join(dir, 'proxsmtpd.pid')], { stdio: 'ignore' });
+  await waitPort(port);
+  return { port, child };
+}
+
+function exampleRules(): string | undefined {
+  const dir = join(BUILD_ROOT, '..', '..', 'conf', 'rules');
+  const alt = join(process.cwd(), 'conf', 'rules');
+  const d = existsSync(dir) ? dir : existsSync(alt) ? alt : undefined;
+  if (!d) return undefined;
+  const files = readdirSync(d).filter((f) => f.endsWith('.rules')).sort();
+  if (files.length === 0) return undefined;
+  return files.map((f) => readFileSync(join(d, f), 'utf8')).join('\n');
+}
+
+// ------------------------------------------------------------------------------------------------- scenarios
+
+interface Row {
+  target: string;
+  load: string;
+  messages: number;
+  seconds: number;
+  msgsPerSec: number;
+  ok: boolean;
+}
+
+const LOADS = [
+  { name: '1 session, 1 msg/conn', sessions: 1, messages: 300, perConnection: false },
+  { name: '16 sessions, 1 msg/conn', sessions: 16, messages: 2000, perConnection: false },
+  { name: '16 sessions, many msg/conn', sessions: 16, messages: 3000, perConnection: true },
+] as const;
+
+/** `scale` < 1 for slow peers (proxsmtpd), so the whole bench stays bounded. */
+async function throughput(rows: Row[], target: string, port: number, scale = 1): Promise<void> {
+  await smtpSource(port, 4, Math.max(8, Math.round(40 * scale)), false); // warm-up
+  for (const load of LOADS) {
+    const messages = Math.max(16, Math.round(load.messages * scale));
+    const r = await smtpSource(port, load.sessions, messages, load.perConnection);
+    rows.push({ target, load: load.name, messages, seconds: r.seconds, msgsPerSec: messages / r.seconds, ok: r.ok });
+    if (!r.ok) process.stderr.write(`${target} ${load.name}: smtp-source failed: ${r.out.slice(0, 300)}\n`);
+  }
+}
+
+async function idleSessions(sinkPort: number): Promise<{ sessions: number; rssMb: number; baseMb: number; perSessionKb: number; est10kMb: number }> {
+  void sinkPort;
+  let limit = 20_000;
+  try {
+    const m = /Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (m) limit = Number(m[1]);
+  } catch {
+    /* keep default */
+  }
+  // The sluice child holds two sockets per session (client + upstream); keep headroom for everything else.
+  const n = Math.min(10_000, Math.floor((limit - 300) / 2));
+  const upPort = await freePort();
+  const upstream = await startChild(process.execPath, [HERE, '--idle-upstream', String(upPort)]);
+  const door = await startDoor(upPort, ACCEPT_ALL);
+  const clients: Socket[] = [];
+  try {
+    const pid = door.child.pid!;
+    const base = rssKb(pid);
+    let greeted = 0;
+    const batch = 500;
+    for (let i = 0; i < n; i += batch) {
+      await Promise.all(
+        Array.from({ length: Math.min(batch, n - i) }, () =>
+          new Promise<void>((resolve) => {
+            const s = connect({ host: '127.0.0.1', port: door.port });
+            s.on('error', () => resolve());
+            s.once('data', () => {
+              greeted++;
+              resolve();
+            });
+            clients.push(s);
+          }),
+        ),
+      );
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    const rss = rssKb(pid);
+    const perSessionKb = (rss - base) / Math.max(1, greeted);
+    return { sessions: greeted, rssMb: rss / 1024, baseMb: base / 1024, perSessionKb, est10kMb: (base + perSessionKb * 10_000) / 1024 };
+  } finally {
+    for (const s of clients) s.destroy();
+    await stopChild(door.child);
+    await stopChild(upstream);
+  }
+}
+
+async function bigMessage(sinkPort: number, megabytes: number): Promise<{ mb: number; seconds: number; mbPerSec: number; rssGrowthMb: number; reply: string }> {
+  const door = await startDoor(sinkPort, ACCEPT_ALL);
+  try {
+    const pid = door.child.pid!;
+    const s = connect({ host: '127.0.0.1', port: door.port });
+    let buf = '';
+    const waiters: Array<() => void> = [];
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      while (/\r\n/.test(buf) && waiters.length) {
+        const lines = buf.split('\r\n');
+        const idx = lines.findIndex((l) => /^\d{3} /.test(l));
+        if (idx < 0) break;
+        buf = lines.slice(idx + 1).join('\r\n');
+        waiters.shift()!();
+      }
+    });
+    const next = (): Promise<void> => new Promise((r) => waiters.push(r));
+    const cmd = async (line: string): Promise<void> => {
+      const p = next();
+      s.write(line + '\r\n');
+      await p;
+    };
+    await next();
+    await cmd('EHLO bench.test');
+    await cmd('MAIL FROM:<big@example.org>');
+    await cmd('RCPT TO:<dst@example.net>');
+    await cmd('DATA');
+    const base = rssKb(pid);
+    const line = Buffer.from('x'.repeat(998) + '\r\n');
+    const chunk = Buffer.concat(Array.from({ length: 64 }, () => line)); // 64 KB
+    const total = megabytes * 1024 * 1024;
+    let peak = base;
+    const sampler = setInterval(() => (peak = Math.max(peak, rssKb(pid))), 20);
+    const t0 = process.hrtime.bigint();
+    s.write('Subject: big\r\n\r\n');
+    for (let sent = 0; sent < total; sent += chunk.length) {
+      if (!s.write(chunk)) await new Promise((r) => s.once('drain', r));
+    }
+    let lastLine = '';
+    const done = new Promise<void>((r) => waiters.push(r));
+    s.on('data', (d: Buffer) => (lastLine = d.toString('latin1')));
+    s.write('.\r\n');
+    await done;
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    clearInterval(sampler);
+    peak = Math.max(peak, rssKb(pid));
+    s.end('QUIT\r\n');
+    return { mb: megabytes, seconds, mbPerSec: megabytes / seconds, rssGrowthMb: (peak - base) / 1024, reply: lastLine.trim() };
+  } finally {
+    await stopChild(door.child);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const mode = process.argv[2];
+  if (mode === '--door') return await runDoorChild(JSON.parse(process.argv[3] ?? '{}') as DoorChildConfig);
+  if (mode === '--idle-upstream') return await runIdleUpstreamChild(Number(process.argv[3]));
+  if (!existsSync(SMTP_SINK) || !existsSync(SMTP_SOURCE)) {
+    process.stdout.write('intercept bench: smtp-sink/smtp-source not installed; skipped\n');
+    process.stdout.write('BENCH_JSON ' + JSON.stringify({ bench: 'intercept', skipped: 'smtp-sink/smtp-source missing' }) + '\n');
+    return;
+  }
+  const started = Date.now();
+  const rows: Row[] = [];
+  const sink = await startSink();
+  const tmp = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
+  const notes: string[] = [];
+  try {
+    await throughput(rows, 'direct', sink.port);
+    {
+      const d = await startDoor(sink.port, ACCEPT_ALL);
+      await throughput(rows, 'sluice-accept', d.port);
+      await stopChild(d.child);
+    }
+    const example = exampleRules();
+    if (example) {
+      try {
+        const d = await startDoor(sink.port, example);
+        await throughput(rows, 'sluice-example', d.port);
+        await stopChild(d.child);
+      } catch (err) {
+        notes.push(`sluice-example skipped: ${(err as Error).message.split('\n')[0]}`);
+      }
+    } else notes.push('sluice-example skipped: no conf/rules/*.rules');
+    if (existsSync(PROXSMTPD)) {
+      const p = await startProxsmtpd(sink.port, tmp);
+      await throughput(rows, 'proxsmtpd', p.port, 0.1);
+      await stopChild(p.child);
+    } else notes.push('proxsmtpd not installed');
+    const idle = await idleSessions(sink.port);
+    const big = await bigMessage(sink.port, 100);
+
+    const rate = (t: string, l: string): number => rows.find((r) => r.target === t && r.load === l)?.msgsPerSec ?? NaN;
+    const addedMs = (1000 / rate('sluice-accept', LOADS[0].name)) - (1000 / rate('direct', LOADS[0].name));
+    const ratio16 = rate('sluice-accept', LOADS[1].name) / rate('direct', LOADS[1].name);
+    const ratio16d = rate('sluice-accept', LOADS[2].name) / rate('direct', LOADS[2].name);
+
+    const pad = (s: string, n: number): string => (s.length >= n ? s : s + ' '.repeat(n - s.length));
+    let out = '\nintercept bench: smtp-source → proxy → smtp-sink, 10 KB messages\n\n';
+    out += pad('target', 16) + pad('load', 30) + pad('msgs', 7) + pad('seconds', 10) + 'msgs/s\n';
+    for (const r of rows) out += pad(r.target, 16) + pad(r.load, 30) + pad(String(r.messages), 7) + pad(r.seconds.toFixed(2), 10) + r.msgsPerSec.toFixed(0) + (r.ok ? '' : '  (FAILED)') + '\n';
+    out += `\nadded per message at 1 session (sluice-accept vs direct): ${addedMs.toFixed(2)} ms   (target < 2 ms)\n`;
+    out += `16 sessions, 1 msg/conn: sluice/direct = ${(ratio16 * 100).toFixed(0)} %; many msg/conn: ${(ratio16d * 100).toFixed(0)} %   (target >= 50 %)\n`;
+    out += `idle sessions: ${idle.sessions} concurrent: sluice RSS ${idle.rssMb.toFixed(0)} MB (base ${idle.baseMb.toFixed(0)} MB, ${idle.perSessionKb.toFixed(1)} KB/session; 10k estimate ${idle.est10kMb.toFixed(0)} MB)   (target < 600 MB)\n`;
+    out += `100 MB message: ${big.seconds.toFixed(2)} s = ${big.mbPerSec.toFixed(0)} MB/s, sluice RSS growth ${big.rssGrowthMb.toFixed(1)} MB, reply "${big.reply}"   (targets >= 100 MB/s, < 64 MB)\n`;
+    for (const n of notes) out += `note: ${n}\n`;
+    out += `total bench time ${((Date.now() - started) / 1000).toFixed(0)} s\n`;
+    process.stdout.write(out);
+    const json = {
+      bench: 'intercept',
+      rows: rows.map((r) => ({ ...r, seconds: Number(r.seconds.toFixed(3)), msgsPerSec: Number(r.msgsPerSec.toFixed(1)) })),
+      addedMsPerMessage1Session: Number(addedMs.toFixed(3)),
+      ratio16Sessions: Number(ratio16.toFixed(3)),
+      ratio16SessionsManyPerConn: Number(ratio16d.toFixed(3)),
+      idle: { sessions: idle.sessions, rssMb: Number(idle.rssMb.toFixed(1)), perSessionKb: Number(idle.perSessionKb.toFixed(2)), estimate10kMb: Number(idle.est10kMb.toFixed(1)) },
+      bigMessage: { mb: big.mb, seconds: Number(big.seconds.toFixed(3)), mbPerSec: Number(big.mbPerSec.toFixed(1)), rssGrowthMb: Number(big.rssGrowthMb.toFixed(1)), reply: big.reply },
+      notes,
+    };
+    process.stdout.write('BENCH_JSON ' + JSON.stringify(json) + '\n');
+  } finally {
+    await stopChild(sink.child);
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`intercept bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});
