@@ -1,4 +1,5 @@
 /** `sluice quarantine`: list, show, release and delete quarantined messages. */
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { QuarantineError, QuarantineStore, type QuarantineEntry } from '../daemon/quarantine-store.js';
@@ -41,7 +42,9 @@ const OPTIONS: readonly OptionSpec[] = [
 ];
 
 interface Context {
-  store: QuarantineStore;
+  /** Undefined when the directory does not exist yet (the daemon creates it at the first quarantine). */
+  store: QuarantineStore | undefined;
+  dir: string;
   nextHop?: { host: string; port: number };
   hostname: string;
 }
@@ -55,14 +58,19 @@ async function openContext(parsed: ParsedArgs, io: CliIO, cmd: string): Promise<
   const dir = optionValue(parsed, 'dir');
   const config = optionValue(parsed, 'config');
   if (dir !== undefined && config !== undefined) throw new UsageError(cmd, 'give only one of --config and --dir');
-  if (dir !== undefined) return { store: new QuarantineStore(resolve(io.cwd, dir), { create: false }), hostname: hostname() };
+  if (dir !== undefined) return { store: openStore(resolve(io.cwd, dir)), dir: resolve(io.cwd, dir), hostname: hostname() };
   const { loadConfig } = await import('../daemon/config-loader.js');
   const cfg = await loadConfig(resolve(io.cwd, config ?? 'conf/sluice.yaml'), io.cwd);
   return {
-    store: new QuarantineStore(cfg.quarantine.dir, { create: false }),
+    store: openStore(cfg.quarantine.dir),
+    dir: cfg.quarantine.dir,
     ...(cfg.filter ? { nextHop: { host: cfg.filter.nextHop.host, port: cfg.filter.nextHop.port } } : {}),
     hostname: cfg.hostname,
   };
+}
+
+function openStore(dir: string): QuarantineStore | undefined {
+  return existsSync(dir) ? new QuarantineStore(dir, { create: false }) : undefined;
 }
 
 function parseHostPort(cmd: string, s: string): { host: string; port: number } {
@@ -116,6 +124,14 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     return EXIT.ERROR;
   }
   const { store } = ctx;
+  if (!store) {
+    if (sub === 'list') {
+      io.stdout(json ? '[]\n' : `quarantine is empty (${ctx.dir} does not exist yet)\n`);
+      return EXIT.OK;
+    }
+    io.stderr(`${cmd}: no quarantined message ${safe(id ?? '')} (${ctx.dir} does not exist)\n`);
+    return EXIT.ERROR;
+  }
   try {
     if (sub === 'list') {
       const entries = await store.list();

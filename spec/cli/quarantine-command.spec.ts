@@ -77,6 +77,11 @@ describe('sluice quarantine (CLI round trip)', function () {
     assert.match((await cli(['list', '--dir', dir])).stdout, /quarantine is empty/);
     assert.equal((await cli(['frobnicate', '--dir', dir])).code, 64);
     assert.equal((await cli(['release', e.id, '--dir', dir])).code, 1);
+    // A quarantine directory the daemon has not created yet is an empty quarantine.
+    const none = await cli(['list', '--dir', join(t.path, 'not-yet')]);
+    assert.equal(none.code, 0, none.stderr);
+    assert.match(none.stdout, /quarantine is empty \(.*not-yet does not exist yet\)/);
+    assert.equal((await cli(['show', e.id, '--dir', join(t.path, 'not-yet')])).code, 1);
   });
 
   it('releases a message by SMTP to a real MTA (smtp-sink), dot line intact, then deletes it', async function () {
