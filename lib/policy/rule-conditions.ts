@@ -132,7 +132,8 @@ export function compileCondition(node: ExprNode, stage: RuleStage, env: Conditio
     case 'not': {
       const e = compileCondition(node.expr, stage, env);
       if (!e) return undefined;
-      return { test: (c) => !e.test(c), explain: (c) => `not (${e.explain(c)})` };
+      const inner = node.expr.kind === 'pred' && node.expr.pred === undefined ? fieldText(node.expr.field) : undefined;
+      return { test: (c) => !e.test(c), explain: (c) => (inner !== undefined ? `not ${inner} (${e.explain(c)})` : `not (${e.explain(c)})`) };
     }
     case 'cmp':
       return compileCmp(node, stage, env);
@@ -378,6 +379,28 @@ function compileCmp(node: Extract<ExprNode, { kind: 'cmp' }>, stage: RuleStage, 
   if (v.kind !== 'word' && v.kind !== 'string') return undefined;
   const text = v.text;
   if (f.type === 'number' || f.type === 'size' || f.type === 'duration') {
+    const other = v.kind === 'word' ? FIELDS.get(text) : undefined;
+    if (other && (other.type === 'number' || other.type === 'size' || other.type === 'duration') && other.num) {
+      // Field against field: `spam.score >= spam.threshold`.
+      const o = resolveField({ name: text, span: v.span }, stage, env);
+      if (!o) return undefined;
+      if (o.type !== f.type && o.type !== 'number' && f.type !== 'number') {
+        sink.error('rule/unit-mismatch', `\`${ref.name}\` is ${typeWord}, but \`${text}\` is ${TYPE_WORDS[o.type]} field`, v.span);
+        return undefined;
+      }
+      const a = f.num as (c: EvalContext) => number | undefined;
+      const b = o.num as (c: EvalContext) => number | undefined;
+      const cmp2: (x: number, y: number) => boolean =
+        op === '==' ? (x, y) => x === y : op === '!=' ? (x, y) => x !== y : op === '<' ? (x, y) => x < y : op === '<=' ? (x, y) => x <= y : op === '>' ? (x, y) => x > y : (x, y) => x >= y;
+      return {
+        test: (c) => {
+          const x = a(c);
+          const y = b(c);
+          return x !== undefined && y !== undefined && cmp2(x, y);
+        },
+        explain: (c) => `${src}: ${String(a(c) ?? 'unset')} ${op} ${String(b(c) ?? 'unset')}`,
+      };
+    }
     const p = parseNumberWithUnit(text);
     if (p === undefined || v.kind === 'string') {
       sink.error('rule/type-mismatch', `\`${ref.name}\` is ${typeWord}; ${JSON.stringify(text)} is not a number`, v.span, f.type === 'size' ? 'e.g. 10MB, 512KB, 1000' : f.type === 'duration' ? 'e.g. 30s, 10m, 1h' : 'e.g. 5, 7.5');
