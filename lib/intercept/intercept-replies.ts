@@ -22,6 +22,7 @@ export const REPLIES = {
   upstreamLost: r(451, '4.4.2', 'Connection to the next hop lost, try again later'),
   locked: r(451, '4.7.1', 'Service temporarily refused for your host'),
   discarded: r(250, '2.0.0', 'Ok'),
+  quarantineRefused: r(550, '5.7.1', 'Message refused by content policy'),
   errorBudget: r(421, '4.7.0', 'Too many errors, closing connection'),
 } as const;
 

@@ -784,7 +784,12 @@ export class RelaySession {
     if (!refusal && this.upstreamOpen) {
       const v = await this.evaluate('eom', { stage: 'eom', size });
       if (v && isRefusal(v)) [refusal, why] = [this.refusalReply(v, 550), `policy (${ruleNames(v).join(',')})`];
-      else if (v && (v.action === 'discard' || v.action === 'quarantine')) [discard, why] = [true, `${v.action} (${ruleNames(v).join(',')})`];
+      else if (v?.action === 'discard') [discard, why] = [true, `discard (${ruleNames(v).join(',')})`];
+      else if (v?.action === 'quarantine') {
+        // The interceptor streams and keeps no copy to quarantine: refuse rather than lose the message silently.
+        this.log.warn({ event: 'QUARANTINE', rules: ruleNames(v), reason: v.reason }, 'quarantine is not available at the intercept door: message refused');
+        [refusal, why] = [v.reply && v.reply.code >= 500 ? v.reply : REPLIES.quarantineRefused, `quarantine (${ruleNames(v).join(',')})`];
+      }
     }
     if (this.phase === 'closed') return;
     if (!refusal && !discard && !this.upstreamOpen) [refusal, why] = [REPLIES.upstreamLost, 'upstream lost'];

@@ -165,3 +165,31 @@ describe('intercept relay session: upstream faults and odd peers', function () {
     await until(() => h!.door.activeSessions === 0);
   });
 });
+
+describe('intercept relay session: discard and quarantine at eom', function () {
+  this.timeout(10000);
+  for (const [action, expected] of [
+    ['discard', '250 2.0.0 Ok\r\n'],
+    ['quarantine "held"', '550 5.7.1 Message refused by content policy\r\n'],
+  ] as const) {
+    it(`${action}: the upstream never gets the final dot; the client gets ${JSON.stringify(expected.trim())}`, async () => {
+      const up = await startFaultUpstream();
+      const h = await startInterceptDoor({ upstreamPort: up.port, policy: (locks) => realPolicy(`rule x at eom: header("Subject") == "drop" => ${action}\n`, locks) });
+      const c = await rawClient(h.port);
+      try {
+        await c.reply();
+        await c.cmd('EHLO client.test');
+        await c.cmd('MAIL FROM:<a@b.example>');
+        await c.cmd('RCPT TO:<c@d.example>');
+        await c.cmd('DATA');
+        assert.equal(await c.cmd('Subject: drop\r\n\r\nbody\r\n.'), expected);
+        await up.waitClosed(1);
+        assert.deepEqual(up.connections[0]!.messages, []);
+      } finally {
+        c.close();
+        await h.stop();
+        await up.close();
+      }
+    });
+  }
+});
