@@ -35,7 +35,7 @@ describe('filter door as Postfix after-queue content_filter (XFORWARD, re-inject
     const reinject = await freePort();
     door = createFilterDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port: doorPort }, nextHop: { host: '127.0.0.1', port: reinject }, spoolDir: temp.path }, doorDeps({ policy, locks }));
     await door.start();
-    pf = await startPostfix({ snippets: ['filter'], ports: { 10025: doorPort, 10026: reinject } });
+    pf = await startPostfix({ snippets: ['filter'], ports: { 10028: doorPort, 10026: reinject } });
   });
   after(async () => {
     await pf?.stop();
@@ -146,7 +146,7 @@ describe('filter door: next hop down or refusing — Postfix keeps the mail queu
     // whatever reaches nextPort came through the filter door.
     door = createFilterDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port: doorPort }, nextHop: { host: '127.0.0.1', port: nextPort }, connectTimeoutMs: 2000 }, doorDeps({ policy: scriptedPolicy(() => undefined), locks }));
     await door.start();
-    pf = await startPostfix({ snippets: ['filter'], ports: { 10025: doorPort, 10026: await freePort() } });
+    pf = await startPostfix({ snippets: ['filter'], ports: { 10028: doorPort, 10026: await freePort() } });
   });
   after(async () => {
     await nextHop?.stop();

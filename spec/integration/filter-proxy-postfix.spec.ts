@@ -32,7 +32,7 @@ describe('filter door as Postfix before-queue smtpd_proxy_filter', function () {
     const reinject = await freePort();
     door = createFilterDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port: doorPort }, nextHop: { host: '127.0.0.1', port: reinject } }, doorDeps({ policy, locks }));
     await door.start();
-    pf = await startPostfix({ snippets: ['proxy'], ports: { 10025: doorPort, 10026: reinject } });
+    pf = await startPostfix({ snippets: ['proxy'], ports: { 10028: doorPort, 10026: reinject } });
   });
   after(async () => {
     await pf?.stop();

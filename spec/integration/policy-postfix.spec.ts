@@ -40,7 +40,7 @@ describe('policy door behind a real Postfix (check_policy_service)', function ()
     const port = await freePort();
     door = createPolicyDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port } }, doorDeps({ policy, locks }));
     await door.start();
-    pf = await startPostfix({ snippets: ['policy'], ports: { 10040: port }, main: { smtpd_policy_service_try_limit: '1' } });
+    pf = await startPostfix({ snippets: ['policy'], ports: { 10029: port }, main: { smtpd_policy_service_try_limit: '1' } });
   });
   after(async () => {
     await pf?.stop();
