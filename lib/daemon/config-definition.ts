@@ -233,6 +233,7 @@ const dnsList = object<DnsListConfig>(
 
 const dnsLists: Schema<DnsListConfig[]> = {
   expected: 'a list of DNS lists',
+  keys: dnsList.keys,
   parse(node, ctx, p) {
     const r = list(dnsList).parse(node, ctx, p);
     if (r === INVALID) return INVALID;
@@ -296,6 +297,7 @@ const hookObject = object<HookConfig>({
 /** A hook is an argv list, or {command: argv, timeout}. */
 const hook: Schema<HookConfig> = {
   expected: 'a command (list of words) or {command, timeout}',
+  keys: hookObject.keys,
   parse(node, ctx, p) {
     if (isMap(node)) return hookObject.parse(node, ctx, p);
     const r = argv.parse(node, ctx, p);
@@ -334,6 +336,7 @@ const interceptListener = object<RawListener>(
 
 const interceptListeners: Schema<InterceptListenerConfig[]> = {
   expected: 'a list of intercept listeners',
+  keys: interceptListener.keys,
   parse(node, ctx, p) {
     // One listener may be written as a mapping instead of a one-item list.
     const r = isMap(node) ? interceptListener.parse(node, ctx, p) : list(interceptListener).parse(node, ctx, p);
@@ -456,6 +459,7 @@ const raw = object<RawConfig>(
 /** The whole file; `file` is filled in by the loader. */
 export const configSchema: Schema<Omit<SluiceConfig, 'file'>> = {
   expected: raw.expected,
+  keys: raw.keys,
   parse(node, ctx, p) {
     const r = raw.parse(node, ctx, p);
     if (r === INVALID) return INVALID;
@@ -472,6 +476,3 @@ export const configSchema: Schema<Omit<SluiceConfig, 'file'>> = {
     };
   },
 };
-
-/** Every key path the schema knows ("log.level", "intercept[].listen"), for the docs-in-step spec. */
-export const TOP_LEVEL_KEYS = ['hostname', 'state_dir', 'user', 'group', 'rules', 'log', 'limits', 'drain_timeout', 'locks', 'dns', 'dns_lists', 'spf', 'scanners', 'quarantine', 'hooks', 'intercept', 'milter', 'filter', 'policyd'] as const;

@@ -51,6 +51,8 @@ function rangeOf(node: Node | Pair): readonly [number, number] | undefined {
 export interface Schema<T> {
   /** What is expected, in words, for messages: "a duration such as 30s". */
   readonly expected: string;
+  /** For mappings with fixed keys (and lists of them): YAML key → schema, so docs and specs can walk every key. */
+  readonly keys?: () => ReadonlyMap<string, Schema<unknown>>;
   parse(node: Node, ctx: SchemaContext, path: string): Parsed<T>;
 }
 
@@ -142,6 +144,7 @@ export function list<T>(item: Schema<T>, opts: { min?: number; max?: number } = 
   const expected = `a list of ${item.expected}`;
   return {
     expected,
+    ...(item.keys ? { keys: item.keys } : {}),
     parse(node, ctx, path) {
       if (!isSeq(node)) return typeError(node, ctx, path, expected);
       const out: T[] = [];
@@ -182,6 +185,7 @@ export function record<T>(value: Schema<T>, keyPattern: RegExp, keyExpected: str
   const expected = `a mapping of ${keyExpected} to ${value.expected}`;
   return {
     expected,
+    ...(value.keys ? { keys: () => new Map<string, Schema<unknown>>([['*', value as Schema<unknown>]]) } : {}),
     parse(node, ctx, path) {
       if (!isMap(node)) return typeError(node, ctx, path, expected);
       const out: Record<string, T> = Object.create(null) as Record<string, T>;
@@ -251,6 +255,7 @@ export function object<T extends object>(
   for (const prop of Object.keys(fields)) keyToProp.set(yamlKey(prop), prop);
   return {
     expected,
+    keys: () => new Map([...keyToProp].map(([key, prop]) => [key, (fields as Record<string, Field<unknown>>)[prop]!.schema])),
     parse(node, ctx, path) {
       if (isScalar(node) && node.value === null) {
         // "section:" with nothing after it: an empty mapping.
@@ -320,9 +325,22 @@ export function object<T extends object>(
 export function map<A, B>(schema: Schema<A>, f: (a: A, ctx: SchemaContext) => B): Schema<B> {
   return {
     expected: schema.expected,
+    ...(schema.keys ? { keys: schema.keys } : {}),
     parse(node, ctx, path) {
       const r = schema.parse(node, ctx, path);
       return r === INVALID ? INVALID : f(r, ctx);
     },
   };
+}
+
+/** Every key path under a schema: "log.level", "intercept[].listen", "hooks.*.timeout". */
+export function keyPaths(schema: Schema<unknown>, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const [key, child] of schema.keys?.() ?? []) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (key !== '*') out.push(path);
+    const isList = child.expected.startsWith('a list of');
+    out.push(...keyPaths(child, isList ? `${path}[]` : path));
+  }
+  return out;
 }
