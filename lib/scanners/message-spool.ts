@@ -16,8 +16,8 @@ export interface MessageSpoolOptions {
   readonly capacity: number;
   /** Bytes kept in memory before spilling to a file. */
   readonly memoryLimit: number;
-  /** Private directory (0700) for the spill file. */
-  readonly dir: string;
+  /** Private directory (0700) for the spill file, or a function giving it (called at the first spill). */
+  readonly dir: string | (() => string);
   /** Compute a SHA-256 of the stored bytes (to tell whether a filter changed the message). */
   readonly hash?: boolean;
 }
@@ -73,7 +73,8 @@ export class MessageSpool {
       const earlier = this.chunks;
       this.chunks = [];
       this.pending = this.pending.then(async () => {
-        this.file = await createPrivateFile(this.options.dir, 'spool-');
+        const dir = typeof this.options.dir === 'string' ? this.options.dir : this.options.dir();
+        this.file = await createPrivateFile(dir, 'spool-');
         for (const c of earlier) await this.file.fh.write(c);
       });
     }

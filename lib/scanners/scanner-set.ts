@@ -66,8 +66,8 @@ export interface ScannerProbe {
 export interface ConfiguredScannerSet extends ScannerSet {
   /** The largest message any scanner reads; beyond it, doors may stop feeding (milter SKIP). 0 = none. */
   readonly maxScanBytes: number;
-  /** The private directory holding spools and filter files. */
-  readonly tempDir: string;
+  /** The private directory holding spools (undefined until the first spill when none is configured). */
+  readonly tempDir: string | undefined;
   /** Waits up to `graceMs` (default: the longest scanner timeout + 2 s) for scans in progress, then aborts the rest. */
   close(graceMs?: number): Promise<void>;
   /** Health: clamd zPING + zVERSION, spamd PING, the filter's argv[0] existence. */
@@ -110,16 +110,14 @@ export function createScannerSet(options: ScannerSetOptions, logger: Logger): Co
   const filter = options.filter;
   const enabled = clamd !== undefined || spamd !== undefined || filter !== undefined;
 
-  let ownTemp = false;
-  let tempDir = options.tempDir ?? filter?.tempDir;
-  if (tempDir === undefined) {
-    tempDir = enabled && (spamd || filter) ? mkdtempSync(join(tmpdir(), 'sluice-scan-')) : join(tmpdir(), 'sluice-scan-unused');
-    ownTemp = enabled && (spamd !== undefined || filter !== undefined);
-  } else {
-    ensurePrivateDir(tempDir);
-  }
-  const filterDir = filter?.tempDir ?? tempDir;
-  if (filter?.tempDir) ensurePrivateDir(filter.tempDir);
+  // Spools go to the configured directory, else the filter's, else a private directory of our own, made at the
+  // first spill (so a daemon that drops root after start-up owns it).
+  let ownTemp: string | undefined;
+  const configuredDir = options.tempDir ?? filter?.tempDir;
+  if (configuredDir !== undefined) ensurePrivateDir(configuredDir);
+  if (filter?.tempDir !== undefined && filter.tempDir !== configuredDir) ensurePrivateDir(filter.tempDir);
+  const spoolDir = (): string => configuredDir ?? (ownTemp ??= mkdtempSync(join(tmpdir(), 'sluice-scan-')));
+  const filterDir = (): string => filter?.tempDir ?? spoolDir();
 
   const spoolCapacity = Math.max(options.spamd?.maxSize ?? 0, filter?.maxSize ?? 0);
   const memoryLimit = options.memoryLimit ?? 1024 * 1024;
@@ -141,7 +139,7 @@ export function createScannerSet(options: ScannerSetOptions, logger: Logger): Co
 
     constructor(private readonly meta: ScanMeta) {
       this.clamdStream = clamd?.startStream();
-      this.spool = spoolCapacity > 0 ? new MessageSpool({ capacity: spoolCapacity, memoryLimit, dir: tempDir as string, hash: filter !== undefined }) : undefined;
+      this.spool = spoolCapacity > 0 ? new MessageSpool({ capacity: spoolCapacity, memoryLimit, dir: spoolDir, hash: filter !== undefined }) : undefined;
       active.add(this);
     }
 
@@ -220,7 +218,7 @@ export function createScannerSet(options: ScannerSetOptions, logger: Logger): Co
           const digest = spool.digest();
           filterP = withBackstop<FilterResult>(
             runFilterCommand(
-              { argv: filter.command, mode: filter.mode, timeoutMs: filter.timeout, tempDir: filterDir, maxOutputBytes: filter.maxSize, ...(filter.path ? { path: filter.path } : {}), ...(filter.env ? { env: filter.env } : {}) },
+              { argv: filter.command, mode: filter.mode, timeoutMs: filter.timeout, tempDir: filterDir(), maxOutputBytes: filter.maxSize, ...(filter.path ? { path: filter.path } : {}), ...(filter.env ? { env: filter.env } : {}) },
               {
                 client: this.meta.client.ip,
                 sender: this.meta.sender ?? '',
@@ -282,7 +280,7 @@ export function createScannerSet(options: ScannerSetOptions, logger: Logger): Co
         }
       }
 
-      void spool?.dispose();
+      await spool?.dispose();
       active.delete(this);
       const results: ScanResults = {
         ...(virus ? { virus } : {}),
@@ -301,7 +299,9 @@ export function createScannerSet(options: ScannerSetOptions, logger: Logger): Co
   return {
     enabled,
     maxScanBytes: Math.max(options.clamd?.maxSize ?? 0, spoolCapacity),
-    tempDir,
+    get tempDir() {
+      return configuredDir ?? ownTemp;
+    },
     start(meta: ScanMeta): ScanJob {
       return new Job(meta);
     },
@@ -310,7 +310,8 @@ export function createScannerSet(options: ScannerSetOptions, logger: Logger): Co
       const deadline = Date.now() + graceMs;
       while (active.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const j of [...active, ...holding]) j.abort();
-      if (ownTemp) rmSync(tempDir as string, { recursive: true, force: true });
+      if (ownTemp !== undefined) rmSync(ownTemp, { recursive: true, force: true });
+      ownTemp = undefined;
     },
     async probe(): Promise<ScannerProbe> {
       const out: Record<string, { ok: boolean; detail?: string }> = {};

@@ -160,6 +160,23 @@ describe('ScannerSet with real clamd, spamd and a filter command', function () {
     assert.deepEqual(out.results.failed, {});
   });
 
+  it('makes its own private spool directory only at the first spill, and removes it on close', async () => {
+    const s = createScannerSet({ spamd: { address: spamd!.address, timeout: 10_000, maxSize: 100 * 1024 }, memoryLimit: 1024 }, NULL_LOGGER);
+    assert.equal(s.tempDir, undefined);
+    const small = (await scan(s, testMessage('tiny'))).out.results;
+    assert.equal(small.spam?.isSpam, false);
+    assert.equal(s.tempDir, undefined);
+    const r = (await scan(s, testMessage(`${'words words words\n'.repeat(200)}${GTUBE}\n`))).out.results;
+    assert.equal(r.spam?.isSpam, true);
+    const dirPath = s.tempDir;
+    assert.ok(dirPath && existsSync(dirPath));
+    const { statSync } = await import('node:fs');
+    assert.equal(statSync(dirPath).mode & 0o777, 0o700);
+    assert.deepEqual(readdirSync(dirPath), [], 'the spool file is gone after the scan');
+    await s.close();
+    assert.equal(existsSync(dirPath), false);
+  });
+
   it('probes clamd, spamd and the filter', async () => {
     const s = make({ ...all(), filter: { command: ['/bin/cat'], mode: 'pipe', timeout: 1000, maxSize: 1000, tempDir: join(dir.path, 'f4') } });
     const p = await s.probe();
