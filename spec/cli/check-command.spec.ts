@@ -49,6 +49,27 @@ describe('sluice check (built binary)', function () {
     );
   });
 
+  it('compiles every rule file against the configuration and reports rule errors with positions', () => {
+    writeFileSync(join(tmp.path, 'r.rules'), 'rule a at mail: sender ~ => reject\nrule b at helo: dnsbl("zen") listed => reject\n');
+    writeFileSync(join(tmp.path, 's.yaml'), 'rules: r.rules\npolicyd: { listen: 127.0.0.1:10029 }\n');
+    let r = sluice(tmp.path, 'check', '-c', 's.yaml');
+    assert.equal(r.status, 1);
+    const errors = r.stderr.split('\n').filter((l) => / error\[/.test(l));
+    assert.deepEqual(errors, [
+      `${join(tmp.path, 'r.rules')}:1:26: error[rule/syntax]: expected a value after "~" but found "=>"`,
+      `${join(tmp.path, 'r.rules')}:2:17: error[rule/unknown-zone]: unknown DNS list \`zen\``,
+    ]);
+    assert.match(r.stderr, /sluice check: 2 problems found\n$/);
+
+    // The DNS list name comes from the configuration: once it is configured the rule compiles.
+    writeFileSync(join(tmp.path, 'r.rules'), 'rule b at helo: dnsbl("zen") listed => reject\n');
+    writeFileSync(join(tmp.path, 's.yaml'), 'rules: r.rules\ndns_lists: [{ name: zen, zone: zen.example.test }]\npolicyd: { listen: 127.0.0.1:10029 }\n');
+    r = sluice(tmp.path, 'check', '-c', 's.yaml');
+    assert.equal(r.stderr, '');
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, /; 1 rule file, 1 rule\n$/);
+  });
+
   it('exits 1 when the file does not exist', () => {
     const r = sluice(tmp.path, 'check', '-c', 'missing.yaml');
     assert.equal(r.status, 1);
