@@ -79,14 +79,16 @@ export function compileTest(t: TestNode, sink: DiagnosticSink, _lists: ReadonlyM
       case 'auth':
         if (need(1, 'auth alice')) sc.auth = word(0);
         break;
-      case 'sender':
-        if (a.length === 0 || word(0) === '<>') sc.sender = '';
-        else sc.sender = word(0).replace(/^<(.*)>$/, '$1');
+      case 'sender': {
+        // `sender <>`, `sender <a@b>`, `sender a@b`, `sender ""`: the lexer splits < and > off.
+        const words = a.filter((x) => !(x.kind === 'punct' && (x.text === '<' || x.text === '>')));
+        sc.sender = words.length === 0 ? '' : (words[0] as Arg).text;
         break;
+      }
       case 'rcpt':
       case 'recipients':
         if (!need(1, 'rcpt user@example.com, other@example.com')) break;
-        sc.recipients = [...(sc.recipients ?? []), ...a.filter((x) => x.kind !== 'punct').map((x) => x.text.replace(/^<(.*)>$/, '$1'))];
+        sc.recipients = [...(sc.recipients ?? []), ...a.filter((x) => x.kind !== 'punct').map((x) => x.text)];
         break;
       case 'header':
         if (!need(2, 'header "Subject" "hello"')) break;
