@@ -214,6 +214,31 @@ describe('policy door (raw policy protocol over TCP)', () => {
     assert.equal(await c.ask(postfixRequest({ recipient: 'accept@example.net' })), 'DUNNO');
   });
 
+  it('DATA without earlier RCPT requests runs rcpt for the single named recipient; VRFY runs session stages only', async () => {
+    const { policy, port } = await startDoor(() => undefined);
+    const c = await client(port);
+    assert.equal(await c.ask(postfixRequest({ protocol_state: 'DATA', recipient: 'only@example.net', recipient_count: '1' })), 'DUNNO');
+    assert.deepEqual(policy.calls.map((x) => x.stage), ['connect', 'helo', 'mail', 'rcpt', 'data']);
+    assert.deepEqual(policy.calls[4]!.tx.envelope.rcpts, ['only@example.net']);
+    policy.calls.length = 0;
+    assert.equal(await c.ask(postfixRequest({ instance: 'v.1', protocol_state: 'VRFY', recipient: '' })), 'DUNNO');
+    assert.deepEqual(policy.calls.map((x) => x.stage), ['connect', 'helo']);
+    policy.calls.length = 0;
+    // Several recipients at DATA: Postfix names none, so the rcpt stage cannot run there.
+    assert.equal(await c.ask(postfixRequest({ instance: 'd.2', protocol_state: 'DATA', recipient: '', recipient_count: '3' })), 'DUNNO');
+    assert.deepEqual(policy.calls.map((x) => x.stage), ['connect', 'helo', 'mail', 'data']);
+  });
+
+  it('a reload (update) applies from the next message on, never in the middle of one', async () => {
+    const { port } = await startDoor(() => undefined);
+    const c = await client(port);
+    assert.equal(await c.ask(postfixRequest({ instance: 'm.1', recipient: 'a@example.net' })), 'DUNNO');
+    const strict = scriptedPolicy((stage) => (stage === 'rcpt' ? { action: 'reject', reply: { code: 550, enhanced: '5.7.1', lines: ['New rules'] } } : undefined));
+    door!.update(doorDeps({ policy: strict, locks }));
+    assert.equal(await c.ask(postfixRequest({ instance: 'm.1', recipient: 'b@example.net' })), 'DUNNO');
+    assert.equal(await c.ask(postfixRequest({ instance: 'm.2', recipient: 'c@example.net' })), '550 5.7.1 New rules');
+  });
+
   it('answers OK for accept only when configured', async () => {
     const { port } = await startDoor((stage) => (stage === 'rcpt' ? { action: 'accept' } : undefined), { acceptAction: 'ok' });
     const c = await client(port);
