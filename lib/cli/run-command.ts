@@ -16,6 +16,8 @@ Signals:
                     (errors logged) and the running one keeps serving. Sessions in progress keep the rules they
                     started with; listeners whose address or settings changed are restarted. Also reopens
                     log.file (for logrotate).
+  SIGUSR1           log the status: one line per door (addresses, sessions in progress) and a summary
+                    (uptime, reloads done and refused, rules, sessions, doors still draining).
 
 Options:
   -c, --config FILE   the configuration (default: conf/sluice.yaml)
@@ -47,6 +49,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     daemon.logger.info({ signal }, 'signal received');
     void daemon.stop();
   };
+  const onUsr1 = (): void => daemon.logStatus();
   const onHup = (): void => {
     daemon.logger.info({ signal: 'SIGHUP' }, 'signal received');
     void daemon.reload();
@@ -62,6 +65,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   process.on('SIGTERM', onStop);
   process.on('SIGINT', onStop);
   process.on('SIGHUP', onHup);
+  process.on('SIGUSR1', onUsr1);
   process.on('uncaughtException', onFatal);
   process.on('unhandledRejection', onFatal);
   try {
@@ -70,6 +74,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     process.off('SIGTERM', onStop);
     process.off('SIGINT', onStop);
     process.off('SIGHUP', onHup);
+    process.off('SIGUSR1', onUsr1);
     process.off('uncaughtException', onFatal);
     process.off('unhandledRejection', onFatal);
   }

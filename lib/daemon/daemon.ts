@@ -30,6 +30,19 @@ interface RunningDoor {
   runtime: Runtime;
 }
 
+export interface DaemonStatus {
+  readonly pid: number;
+  readonly uptimeMs: number;
+  readonly config: string;
+  readonly reloads: number;
+  readonly reloadsRefused: number;
+  readonly lastReload?: string;
+  readonly rules: number;
+  readonly doors: ReadonlyArray<{ readonly key: string; readonly kind: string; readonly addresses: readonly string[]; readonly activeSessions: number }>;
+  /** Doors a reload replaced that are still draining. */
+  readonly draining: number;
+}
+
 export interface ReloadOutcome {
   readonly ok: boolean;
   readonly kept: readonly string[];
@@ -51,6 +64,9 @@ export class Daemon {
   private resolveStopped!: () => void;
   /** Resolves once the daemon has stopped. */
   readonly stopped: Promise<void> = new Promise((r) => (this.resolveStopped = r));
+
+  private readonly startedAt = Date.now();
+  private reloads = { ok: 0, refused: 0, last: undefined as string | undefined };
 
   private constructor(
     private readonly options: DaemonOptions,
@@ -122,9 +138,41 @@ export class Daemon {
     }
   }
 
+  /** What SIGUSR1 logs (smtp-gated's status screen, as one record per door plus a summary). */
+  status(): DaemonStatus {
+    return {
+      pid: process.pid,
+      uptimeMs: Date.now() - this.startedAt,
+      config: this.config.file,
+      reloads: this.reloads.ok,
+      reloadsRefused: this.reloads.refused,
+      ...(this.reloads.last ? { lastReload: this.reloads.last } : {}),
+      rules: this.runtime.policy.rules,
+      doors: [...this.doors.values()].map((d) => ({ key: d.plan.key, kind: d.plan.kind, addresses: d.door.addresses, activeSessions: d.door.activeSessions })),
+      draining: this.draining.size,
+    };
+  }
+
+  /** SIGUSR1: one log line per door and a summary. */
+  logStatus(): void {
+    const s = this.status();
+    for (const d of s.doors) this.log.logger.info({ door: d.key, kind: d.kind, addresses: d.addresses, active_sessions: d.activeSessions }, 'status door');
+    this.log.logger.info(
+      { pid: s.pid, uptime_s: Math.round(s.uptimeMs / 1000), reloads: s.reloads, reloads_refused: s.reloadsRefused, ...(s.lastReload ? { last_reload: s.lastReload } : {}), rules: s.rules, active_sessions: s.doors.reduce((n, d) => n + d.activeSessions, 0), draining_doors: s.draining },
+      'status',
+    );
+  }
+
   /** SIGHUP. Serialised: a reload waits for the one before it. Never throws. */
   reload(): Promise<ReloadOutcome> {
-    const next = this.busy.then(() => this.doReload());
+    const next = this.busy.then(async () => {
+      const r = await this.doReload();
+      if (r.ok) {
+        this.reloads.ok++;
+        this.reloads.last = new Date().toISOString();
+      } else if (!this.stopping) this.reloads.refused++;
+      return r;
+    });
     this.busy = next.catch(() => undefined);
     return next;
   }

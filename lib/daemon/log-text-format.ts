@@ -6,7 +6,7 @@
 
 const LEVEL_NAMES: Readonly<Record<number, string>> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' };
 /** Fields pino adds that the text format shows elsewhere or drops. */
-const SKIP = new Set(['level', 'time', 'msg', 'pid', 'hostname', 'v']);
+const SKIP = new Set(['level', 'time', 'msg']);
 const PLAIN = /^[A-Za-z0-9_.:/@+\-[\]<>=,]{1,200}$/;
 /** Longest rendering of one field value; longer values are cut (logs stay bounded whatever a client sends). */
 const MAX_VALUE = 2000;

@@ -140,6 +140,9 @@ intercept:
     assert.match(await mailFrom(port, 'a@one.test'), /^250 /);
     assert.equal(await mailFrom(port, 'a@two.test'), '550 5.7.1 two is blocked');
 
+    proc.child.kill('SIGUSR1');
+    assert.match(await proc.waitFor(/INFO  status pid=/), new RegExp(`status pid=${proc.child.pid} uptime_s=\\d+ reloads=1 reloads_refused=1 last_reload=\\S+ rules=1 `));
+
     proc.child.kill('SIGTERM');
     assert.equal(await proc.exited, 0);
     assert.match(proc.output(), /INFO  stopping doors=\["intercept:intercept"\] active_sessions=\d drain_ms=5000/);

@@ -176,6 +176,19 @@ describe('daemon lifecycle', function () {
     assert.equal(await c.readLine(), 'hello door0');
   });
 
+  it('SIGUSR1 status: one line per door and a summary with sessions and reloads', async () => {
+    const p = await freePort();
+    const d = await start(config({ hostname: 'h.test', ports: [p] }));
+    const c = await client(p);
+    await c.readLine();
+    await d.reload();
+    writeFileSync(file, 'broken: [');
+    await d.reload();
+    d.logStatus();
+    assert.equal(logged(new RegExp(`INFO  status door door=intercept:door0 kind=intercept addresses=\\["127\\.0\\.0\\.1:${p}"\\] active_sessions=1`)).length, 1);
+    assert.equal(logged(/INFO  status pid=\d+ uptime_s=\d+ reloads=1 reloads_refused=1 last_reload=\S+ rules=0 active_sessions=1 draining_doors=0/).length, 1);
+  });
+
   it('reload applies log level and format', async () => {
     const p = await freePort();
     const d = await start(config({ hostname: 'h.test', ports: [p] }));
