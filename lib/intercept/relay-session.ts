@@ -68,6 +68,8 @@ interface Entry {
 const REPLY_LINE_CAP = 4096;
 /** Client bytes read ahead while commands wait (beyond this the client socket is paused). */
 const READ_AHEAD = 64 * 1024;
+/** Reply bytes queued for a client that does not read them, beyond which its commands are no longer read. */
+const WRITE_HIGH = 64 * 1024;
 
 let sessionCounter = 0;
 const processTag = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
@@ -93,6 +95,7 @@ export class RelaySession {
   private greetingRelayed = false;
   private greetingSeen = false;
   private upstreamEnded = false;
+  private waitingDrain = false;
   private errors = 0;
   private takeover: TakeoverResponder | undefined;
   private takeoverReason: SmtpReply = TAKEOVER_REASONS.policy;
@@ -269,6 +272,19 @@ export class RelaySession {
   private pump(): void {
     while (!this.busy && !this.barrier && (this.phase === 'command' || this.phase === 'takeover')) {
       if (this.phase === 'command' && this.queue.length >= this.deps.limits.pipelineDepth) break; // FIFO full: hold the client
+      if (this.client.writableLength > WRITE_HIGH) {
+        // The client does not read its replies: stop reading its commands until it does.
+        if (!this.waitingDrain) {
+          this.waitingDrain = true;
+          this.client.pause();
+          this.client.once('drain', () => {
+            this.waitingDrain = false;
+            this.client.resume();
+            this.pump();
+          });
+        }
+        return;
+      }
       const ev = this.clientReader.next();
       if (!ev) break;
       const p = this.phase === 'takeover' ? this.onTakeoverLine(ev) : this.onCommandLine(ev);
@@ -288,7 +304,7 @@ export class RelaySession {
         return;
       }
     }
-    if (this.clientReader.buffered <= READ_AHEAD && this.client.isPaused() && this.phase !== 'data') this.client.resume();
+    if (this.clientReader.buffered <= READ_AHEAD && this.client.isPaused() && this.phase !== 'data' && !this.waitingDrain) this.client.resume();
   }
 
   /** One client line in relay mode. Returns a promise when it awaits a verdict. */
@@ -686,6 +702,11 @@ export class RelaySession {
   private onDataChunk(chunk: Buffer): void {
     const framer = this.framer;
     if (!framer) return;
+    if (framer.done) {
+      // Bytes after the end of data while the eom verdict is pending: they are the next commands.
+      this.dataRest = this.dataRest ? Buffer.concat([this.dataRest, chunk]) : chunk;
+      return;
+    }
     const out = framer.push(chunk);
     const limit = this.deps.limits.messageSize;
     if (!this.dataProblem && limit > 0 && framer.contentBytes > limit) {

@@ -76,6 +76,32 @@ describe('intercept door with clamd (streamed INSTREAM scan, held final dot)', f
     await h.locks.unlock(lockKey('client', '127.0.0.1'));
   });
 
+  it('30 messages (each followed by RSET) in one session, then EICAR in the last one: still caught', async () => {
+    const before = sink.messages().length;
+    const c = await rawClient(h.port);
+    try {
+      await c.reply();
+      await c.cmd('EHLO client.test');
+      for (let i = 0; i < 30; i++) {
+        await c.cmd('MAIL FROM:<a@example.org>');
+        await c.cmd('RCPT TO:<b@example.net>');
+        await c.cmd('DATA');
+        assert.match(await c.cmd(`Subject: m${i}\r\n\r\nclean ${i}\r\n.`), /^250 /);
+        assert.match(await c.cmd('RSET'), /^250 /);
+      }
+      await c.cmd('MAIL FROM:<a@example.org>');
+      await c.cmd('RCPT TO:<b@example.net>');
+      await c.cmd('DATA');
+      assert.match(await c.cmd(`Subject: last\r\n\r\n${EICAR}\r\n.`, 20_000), /^550 5\.7\.1 Virus found/);
+    } finally {
+      c.close();
+    }
+    await sink.waitForMessages(before + 30);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(sink.messages().length, before + 30);
+    await h.locks.unlock(lockKey('client', '127.0.0.1'));
+  });
+
   it('clamd gone: the scanner failure rule tempfails at the end of data, nothing delivered', async () => {
     const before = sink.messages().length;
     clamd.kill();

@@ -193,3 +193,38 @@ describe('intercept relay session: discard and quarantine at eom', function () {
     });
   }
 });
+
+describe('intercept relay session: hostile clients', function () {
+  this.timeout(15000);
+  it('a client that never reads its replies is not read either (bounded buffers), and logs keep client text in fields', async () => {
+    const up = await startFaultUpstream();
+    const h = await startInterceptDoor({ upstreamPort: up.port, policy: (locks) => realPolicy('rule x at helo: helo == "never" => reject\n', locks) });
+    const c = await rawClient(h.port);
+    try {
+      await c.reply();
+      await c.cmd('EHLO %n%s%x.test');
+      c.socket.pause();
+      // 2,000,000 NOOPs (12 MB) whose 28 MB of replies are more than the kernel's socket buffers can hold.
+      const total = 2_000_000;
+      const noop = Buffer.from('NOOP\r\n'.repeat(100_000));
+      for (let i = 0; i < total / 100_000; i++) c.socket.write(noop);
+      const count = (): number => up.connections[0]!.commands.length;
+      // Wait until forwarding stops (the kernel buffers are full and sluice stopped reading the client).
+      let last = -1;
+      for (let i = 0; i < 40 && count() !== last; i++) {
+        last = count();
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      const forwarded = count();
+      assert.ok(forwarded < total / 2, `${forwarded} of ${total} NOOPs were forwarded although the client read nothing`);
+      assert.equal(count(), last, 'forwarding stopped');
+      const helo = h.events('EHLO')[0]!;
+      assert.equal(helo['helo'], '%n%s%x.test');
+      assert.ok(h.logger.records.every((r) => !(r.msg ?? '').includes('%n')), 'client text never in a log message');
+    } finally {
+      c.close();
+      await h.stop();
+      await up.close();
+    }
+  });
+});
