@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiagnosticsError } from '../../lib/core/errors.js';
 import { Daemon } from '../../lib/daemon/daemon.js';
@@ -187,6 +187,23 @@ describe('daemon lifecycle', function () {
     d.logStatus();
     assert.equal(logged(new RegExp(`INFO  status door door=intercept:door0 kind=intercept addresses=\\["127\\.0\\.0\\.1:${p}"\\] active_sessions=1`)).length, 1);
     assert.equal(logged(/INFO  status pid=\d+ uptime_s=\d+ reloads=1 reloads_refused=1 last_reload=\S+ rules=0 active_sessions=1 draining_doors=0/).length, 1);
+  });
+
+  it('reload keeps the lock store when locks did not change, and opens the new one when they did', async () => {
+    const p = await freePort();
+    const sqlite = (name: string): string => config({ hostname: 'h.test', ports: [p] }).replace('locks: { store: memory }', `locks: { store: sqlite, path: ${name} }`);
+    writeFileSync(file, sqlite('a.sqlite'));
+    const d = await start(sqlite('a.sqlite'));
+    const before = (d as unknown as { runtime: { locks: unknown } }).runtime.locks;
+    writeFileSync(file, sqlite('a.sqlite').replace('hostname: h.test', 'hostname: h2.test'));
+    assert.equal((await d.reload()).ok, true);
+    assert.equal((d as unknown as { runtime: { locks: unknown } }).runtime.locks, before, 'same store object kept');
+    writeFileSync(file, sqlite('b.sqlite'));
+    assert.equal((await d.reload()).ok, true);
+    assert.notEqual((d as unknown as { runtime: { locks: unknown } }).runtime.locks, before);
+    assert.ok(existsSync(join(tmp.path, 'b.sqlite')));
+    await d.stop(0);
+    assert.equal(logged(/WARN|ERROR/).length, 0, logs.join(''));
   });
 
   it('reload applies log level and format', async () => {
