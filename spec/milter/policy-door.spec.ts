@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import type { Door } from '../../lib/daemon/door.js';
 import { encodePolicyRequest } from '../../lib/milter/policy-codec.js';
@@ -284,6 +285,23 @@ describe('policy door (raw policy protocol over TCP)', () => {
     assert.equal(await slow.answer(), undefined);
     assert.ok(Date.now() - t0 < 2000);
     assert.equal(await idle.answer(), undefined);
+  });
+
+  it('listens on a unix socket too (check_policy_service unix:/path), mode 0660', async () => {
+    const path = `${temp.path}/policy.sock`;
+    const policy = scriptedPolicy(() => undefined);
+    door = createPolicyDoor({ listen: { kind: 'unix', path } }, doorDeps({ policy, locks }));
+    await door.start();
+    assert.deepEqual(door.addresses, [`unix:${path}`]);
+    assert.equal(statSync(path).mode & 0o777, 0o660);
+    const s = connect({ path });
+    await new Promise<void>((res, rej) => {
+      s.once('connect', () => res());
+      s.once('error', rej);
+    });
+    const c = new RawClient(s);
+    clients.push(c);
+    assert.equal(await c.ask(postfixRequest({})), 'DUNNO');
   });
 
   it('refuses TCP clients outside allowFrom', async () => {
