@@ -4,37 +4,16 @@
  */
 import { XMLBuilder } from 'fast-xml-parser';
 import type { RuleStage } from '../core/stage.js';
-import type { RuleHit, SourceLocation, Verdict, VerdictAction } from '../core/verdict.js';
+import type { SourceLocation, Verdict } from '../core/verdict.js';
+import type { RuleTrace } from './policy-engine.js';
+import type { RuleCoverage, TestCaseResult } from './rule-tester.js';
 
-/** The parts of a test result a report shows (the tester's TestCaseResult has these fields). */
-export interface ReportedTest {
-  readonly name: string;
-  readonly location: SourceLocation;
-  readonly passed: boolean;
-  readonly stage: RuleStage;
-  readonly expected: string;
-  readonly actual: string;
-  readonly failure?: string;
-  readonly durationMs: number;
-  readonly hits: readonly RuleHit[];
-}
-
-export interface ReportedCoverage {
-  readonly rule: string;
-  readonly location: SourceLocation;
-  readonly reached: boolean;
-}
-
-export interface ReportedTrace {
-  readonly rule: string;
-  readonly location: SourceLocation;
-  readonly matched: boolean;
-  readonly because: string;
-  readonly action: VerdictAction;
-}
+/** The tester's results, as the reporters see them. */
+export type ReportedTest = Readonly<TestCaseResult>;
+export type ReportedCoverage = RuleCoverage;
 
 export interface ReportedExplain {
-  readonly stages: readonly { readonly stage: RuleStage; readonly considered: readonly ReportedTrace[]; readonly verdict: Verdict }[];
+  readonly stages: readonly { readonly stage: RuleStage; readonly considered: readonly RuleTrace[]; readonly verdict: Verdict }[];
   readonly final: Verdict;
 }
 
