@@ -24,6 +24,10 @@ export interface PolicyEngineOptions {
   readonly proxyName?: string;
   /** How long a provider (SPF, DNS list, lock store) may take before its answer counts as failed. */
   readonly providerTimeoutMs?: number;
+  /** Overall budget for provider calls in one evaluation (default 3 × providerTimeoutMs); past it, facts count as failed. */
+  readonly evaluationBudgetMs?: number;
+  /** Do not write locks (for `policy test --explain` against a real lock store): a lock counts as new when none exists. */
+  readonly dryRunLocks?: boolean;
 }
 
 /** One rule considered at a stage, matched or not, and why (for `policy test --explain`). */
@@ -62,6 +66,8 @@ export class PolicyEngine implements PolicyPort {
   private readonly logger: Logger;
   private readonly proxyName: string;
   private readonly timeoutMs: number;
+  private readonly budgetMs: number;
+  private readonly dryRunLocks: boolean;
   private readonly sessionFacts = new WeakMap<SessionFacts, Map<FactKey, FactValue>>();
 
   constructor(
@@ -73,6 +79,8 @@ export class PolicyEngine implements PolicyPort {
     this.logger = opts.logger ?? NULL_LOGGER;
     this.proxyName = opts.proxyName ?? 'sluice';
     this.timeoutMs = opts.providerTimeoutMs ?? 5000;
+    this.budgetMs = opts.evaluationBudgetMs ?? 3 * this.timeoutMs;
+    this.dryRunLocks = opts.dryRunLocks ?? false;
   }
 
   evaluate(stage: RuleStage, tx: Transaction): Promise<Verdict> {
@@ -142,7 +150,7 @@ export class PolicyEngine implements PolicyPort {
       } catch (e) {
         if (e instanceof NeedFact) {
           if (fetches >= MAX_FETCHES) throw new Error(`rule ${rule.name} needed more than ${MAX_FETCHES} provider facts`);
-          return this.fetch(ctx, e).then(() => this.loop(ctx, rules, i, acc, trace, fetches + 1));
+          return this.fetchAll(ctx, e, rule).then(() => this.loop(ctx, rules, i, acc, trace, fetches + 1));
         }
         throw e;
       }
@@ -223,18 +231,35 @@ export class PolicyEngine implements PolicyPort {
     const key = lockKey(lock.subject, f.lockValue);
     let created = false;
     try {
-      const r = await this.withTimeout(this.providers.locks.lock(key, lock.durationMs, f.lockReason ?? '', f.rule.name));
-      created = r.created;
+      if (this.dryRunLocks) created = (await this.withTimeout(this.providers.locks.isLocked(key))) === undefined;
+      else created = (await this.withTimeout(this.providers.locks.lock(key, lock.durationMs, f.lockReason ?? '', f.rule.name))).created;
     } catch (e) {
       this.logger.warn({ err: (e as Error).message, key, rule: f.rule.name, session: ctx.tx.session.id }, 'lock store failed; lock not set');
     }
     this.commit(ctx, f, acc, created);
   }
 
+  /** Fetches the fact a rule asked for and, in parallel, every other fact its condition may read. */
+  private async fetchAll(ctx: EvalContext, first: NeedFact, rule: CompiledRule): Promise<void> {
+    const needs = new Map<FactKey, NeedFact>([[first.key, first]]);
+    for (const read of rule.prefetch) {
+      try {
+        read(ctx);
+      } catch (e) {
+        if (e instanceof NeedFact) needs.set(e.key, e);
+        // Anything else surfaces when the rule itself runs.
+      }
+    }
+    ctx.fetchStarted ??= Date.now();
+    await Promise.all([...needs.values()].map((n) => this.fetch(ctx, n)));
+  }
+
   private async fetch(ctx: EvalContext, need: NeedFact): Promise<void> {
     let value: FactValue;
     try {
-      value = await this.withTimeout(need.spec.fetch(this.providers));
+      const left = this.budgetMs - (Date.now() - (ctx.fetchStarted ?? Date.now()));
+      if (left <= 0) throw new Error(`evaluation budget of ${this.budgetMs} ms spent`);
+      value = await this.withTimeout(need.spec.fetch(this.providers), Math.min(this.timeoutMs, left));
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
       this.logger.warn({ err: reason, fact: need.key.split('\u0000')[0], session: ctx.tx.session.id }, 'policy provider failed');
@@ -243,10 +268,10 @@ export class PolicyEngine implements PolicyPort {
     ctx.store(need.key, value);
   }
 
-  private withTimeout<T>(p: Promise<T>): Promise<T> {
+  private withTimeout<T>(p: Promise<T>, ms = this.timeoutMs): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const t = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
     });
     return Promise.race([p, t]).finally(() => clearTimeout(timer));
   }

@@ -16,6 +16,7 @@ import { parseRules } from './rule-parser.js';
 import { DiagnosticSink, didYouMean, SourceFile, spanLocation, type Span } from './rule-source.js';
 import { compileTemplate, type Template } from './rule-template.js';
 import { compileTest, type CompiledTest } from './rule-test-compile.js';
+import type { EvalContext } from './rule-context.js';
 import { STAGE_INDEX } from './rule-fields.js';
 import { parseDuration } from './rule-values.js';
 
@@ -46,6 +47,8 @@ export interface CompiledRule {
   /** Position in the ruleset (file order, then order in the file). */
   readonly index: number;
   readonly cond?: Cond;
+  /** Reads each provider fact the condition may need (throwing NeedFact), so they are fetched in parallel. */
+  readonly prefetch: readonly ((ctx: EvalContext) => unknown)[];
   /** The terminal action, or 'continue' when the rule only adds headers, locks, tags or runs hooks. */
   readonly action: VerdictAction;
   readonly reply?: ReplyTemplate;
@@ -100,7 +103,7 @@ export function compileRules(sources: readonly RuleSource[], opts: CompileOption
 
   const groups = new Map<string, RegexGroup>();
   const uses = { spf: false, headers: false, scan: false, dnsLists: new Set<string>(), locks: false };
-  const env: ConditionEnv = { sink, lists, groups, uses, ...(opts.dnsLists ? { dnsLists: opts.dnsLists } : {}) };
+  const env: ConditionEnv = { sink, lists, groups, uses, prefetch: [], ...(opts.dnsLists ? { dnsLists: opts.dnsLists } : {}) };
   const rules: CompiledRule[] = [];
   const ruleDecls = new Map<string, RuleNode>();
   const tests: CompiledTest[] = [];
@@ -160,7 +163,9 @@ function compileRule(d: RuleNode, index: number, env: ConditionEnv, opts: Compil
   }
   const stage = d.stage;
   const before = sink.count;
+  env.prefetch.length = 0;
   const cond = d.condition ? compileCondition(d.condition, stage, env) : undefined;
+  const prefetch = [...env.prefetch];
   let action: VerdictAction = 'continue';
   let terminalSpan: Span | undefined;
   let reply: ReplyTemplate | undefined;
@@ -185,10 +190,10 @@ function compileRule(d: RuleNode, index: number, env: ConditionEnv, opts: Compil
     switch (a.kind) {
       case 'reject':
       case 'tempfail':
-        reply = compileReply(a, stage, sink);
+        reply = compileReply(a, stage, sink, env);
         break;
       case 'quarantine':
-        quarantineReason = compileTemplate(a.text?.value ?? 'quarantined by rule {rule}', a.text?.span ?? a.span, stage, sink);
+        quarantineReason = compileTemplate(a.text?.value ?? 'quarantined by rule {rule}', a.text?.span ?? a.span, stage, sink, env.uses);
         break;
       case 'add-header': {
         if (!/^[\x21-\x39\x3b-\x7e]{1,100}$/.test(a.name.value)) {
@@ -203,7 +208,7 @@ function compileRule(d: RuleNode, index: number, env: ConditionEnv, opts: Compil
           sink.error('rule/bad-header', 'header value template is longer than 900 characters', a.value.span);
           break;
         }
-        headers.push({ name: a.name.value, value: compileTemplate(a.value.value, a.value.span, stage, sink) });
+        headers.push({ name: a.name.value, value: compileTemplate(a.value.value, a.value.span, stage, sink, env.uses) });
         break;
       }
       case 'lock': {
@@ -220,7 +225,7 @@ function compileRule(d: RuleNode, index: number, env: ConditionEnv, opts: Compil
           sink.error('rule/bad-duration', dur.error, a.duration.span, dur.hint);
           break;
         }
-        const reason = compileTemplate(a.reason?.value ?? d.name, a.reason?.span ?? a.span, stage, sink);
+        const reason = compileTemplate(a.reason?.value ?? d.name, a.reason?.span ?? a.span, stage, sink, env.uses);
         lock = { subject: a.subject, durationMs: dur, reason };
         break;
       }
@@ -250,6 +255,7 @@ function compileRule(d: RuleNode, index: number, env: ConditionEnv, opts: Compil
     location: spanLocation(d.nameSpan),
     index,
     ...(cond ? { cond } : {}),
+    prefetch,
     action,
     ...(reply ? { reply } : {}),
     ...(quarantineReason ? { quarantineReason } : {}),
@@ -260,7 +266,7 @@ function compileRule(d: RuleNode, index: number, env: ConditionEnv, opts: Compil
   };
 }
 
-function compileReply(a: Extract<ActionNode, { kind: 'reject' | 'tempfail' }>, stage: RuleStage, sink: DiagnosticSink): ReplyTemplate | undefined {
+function compileReply(a: Extract<ActionNode, { kind: 'reject' | 'tempfail' }>, stage: RuleStage, sink: DiagnosticSink, env: ConditionEnv): ReplyTemplate | undefined {
   const def = a.kind === 'reject' ? DEFAULT_REJECT : DEFAULT_TEMPFAIL;
   const code = a.code ? Number(a.code.value) : def.code;
   const enhanced = a.code ? a.enhanced?.value : def.enhanced;
@@ -272,7 +278,7 @@ function compileReply(a: Extract<ActionNode, { kind: 'reject' | 'tempfail' }>, s
     sink.error('rule/bad-reply', problem, span, hint);
     return undefined;
   }
-  const text = compileTemplate(textSrc, a.text?.span ?? a.span, stage, sink);
+  const text = compileTemplate(textSrc, a.text?.span ?? a.span, stage, sink, env.uses);
   return { code, ...(enhanced !== undefined ? { enhanced } : {}), text };
 }
 

@@ -51,6 +51,8 @@ export interface ConditionEnv {
   readonly groups: Map<string, RegexGroup>;
   /** Filled in: what the condition reads. */
   readonly uses: { spf: boolean; headers: boolean; scan: boolean; dnsLists: Set<string>; locks: boolean };
+  /** Filled in per rule: readers of the provider facts the condition may need (see CompiledRule.prefetch). */
+  readonly prefetch: ((ctx: EvalContext) => unknown)[];
 }
 
 const MAX_SHOWN = 80;
@@ -173,7 +175,15 @@ function resolveField(ref: FieldRef, stage: RuleStage, env: ConditionEnv): Field
     sink.error('rule/bad-header', `"${ref.arg.slice(0, 40)}" is not a header name`, ref.span, 'header names are printable ASCII without spaces or ":"');
     return undefined;
   }
-  if (f.needs === 'spf') env.uses.spf = true;
+  if (f.needs === 'spf') {
+    env.uses.spf = true;
+    env.prefetch.push((c) => f.str?.(c, ''));
+  }
+  if (f.dns && ref.arg !== undefined) {
+    const zone = ref.arg;
+    const dns = f.dns;
+    env.prefetch.push((c) => dns(c, zone));
+  }
   if (f.needs === 'headers') env.uses.headers = true;
   if (f.needs === 'scan') env.uses.scan = true;
   if (f.needs === 'dns' && ref.arg !== undefined) env.uses.dnsLists.add(ref.arg);

@@ -45,6 +45,8 @@ export class EvalContext {
   private shared: Map<FactKey, FactValue> | undefined;
   /** Lock entries that made `is locked` true, for {lock.reason}. */
   lastLock?: LockEntry;
+  /** When this evaluation first waited for a provider (for the evaluation budget). */
+  fetchStarted?: number;
 
   constructor(
     readonly tx: Transaction,

@@ -30,7 +30,14 @@ export function knownVariables(): string[] {
   return [...[...FIELDS.values()].filter((f) => f.arg === undefined && f.type !== 'lockstore').map((f) => f.name), ...VARIABLES.keys()];
 }
 
-export function compileTemplate(text: string, span: Span, stage: RuleStage, sink: DiagnosticSink): Template {
+/** What a template reads from providers (so PolicyNeeds stays right when only a reply text reads {spf}). */
+export interface TemplateUses {
+  spf: boolean;
+  scan: boolean;
+  headers: boolean;
+}
+
+export function compileTemplate(text: string, span: Span, stage: RuleStage, sink: DiagnosticSink, uses?: TemplateUses): Template {
   const parts: TemplatePart[] = [];
   let lit = '';
   let i = 0;
@@ -58,7 +65,7 @@ export function compileTemplate(text: string, span: Span, stage: RuleStage, sink
         break;
       }
       const name = text.slice(i + 1, end).trim();
-      const getter = variableGetter(name, stage, span, sink);
+      const getter = variableGetter(name, stage, span, sink, uses);
       if (getter) {
         if (lit) parts.push(lit);
         lit = '';
@@ -74,13 +81,14 @@ export function compileTemplate(text: string, span: Span, stage: RuleStage, sink
   return { source: text, parts, constant: parts.every((p) => typeof p === 'string') };
 }
 
-function variableGetter(name: string, stage: RuleStage, span: Span, sink: DiagnosticSink): TemplatePart | undefined {
+function variableGetter(name: string, stage: RuleStage, span: Span, sink: DiagnosticSink, uses?: TemplateUses): TemplatePart | undefined {
   const v = VARIABLES.get(name);
   if (v) {
     if (!availableAt(v, stage)) {
       sink.error('rule/field-stage', `{${name}} is not known at the ${stage} stage`, span, `it is known from the ${v.from} stage on`);
       return undefined;
     }
+    if (uses && name.startsWith('spf.')) uses.spf = true;
     return (ctx, rule) => sanitizeValue(v.get(ctx, rule));
   }
   const f = FIELDS.get(name);
@@ -89,6 +97,9 @@ function variableGetter(name: string, stage: RuleStage, span: Span, sink: Diagno
       sink.error('rule/field-stage', `{${name}} is not known at the ${stage} stage`, span, f.only ? `it is known only at the ${f.only.join(', ')} stage` : `it is known from the ${f.from} stage on`);
       return undefined;
     }
+    if (uses && f.needs === 'spf') uses.spf = true;
+    if (uses && f.needs === 'scan') uses.scan = true;
+    if (uses && f.needs === 'headers') uses.headers = true;
     return (ctx) => sanitizeValue(fieldAsText(f, ctx));
   }
   sink.error('rule/unknown-variable', `unknown variable {${name}}`, span, didYouMean(name, knownVariables()) ?? 'see docs/rules.md for the variables');

@@ -113,7 +113,8 @@ export async function explainScenario(
   opts: { providers?: PolicyProviders; proxyName?: string; upTo?: RuleStage } = {},
 ): Promise<{ stages: { stage: RuleStage; considered: RuleTrace[]; verdict: Verdict }[]; final: Verdict }> {
   const providers = opts.providers ?? (await factProviders(scenario));
-  const engine = new PolicyEngine(ruleset, providers, { proxyName: opts.proxyName ?? TEST_PROXY_NAME });
+  // With caller-supplied providers (a real lock store), explaining must not lock anyone.
+  const engine = new PolicyEngine(ruleset, providers, { proxyName: opts.proxyName ?? TEST_PROXY_NAME, ...(opts.providers ? { dryRunLocks: true } : {}) });
   const run = await playScenario(engine, scenario, { explain: true, ...(opts.upTo ? { upTo: opts.upTo } : {}) });
   return { stages: run.stages, final: run.final };
 }

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { replyProblem } from '../../lib/core/smtp-reply.js';
 import type { RuleStage } from '../../lib/core/stage.js';
 import { acceptRecipient, reduceTransaction, startTransaction, type Transaction } from '../../lib/core/transaction.js';
 import type { Logger } from '../../lib/core/logger.js';
@@ -268,5 +270,80 @@ describe('policy/policy-engine', () => {
     assert.equal(rs.needs.scan, true);
     assert.equal(rs.needs.headers, true);
     assert.deepEqual([...rs.needs.dnsLists], ['zen']);
+  });
+
+  it('fetches the facts one rule may need in parallel (dnsbl(a) or dnsbl(b))', async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const dnsLists: DnsListProvider = {
+      zones: new Set(['a', 'b', 'c']),
+      lookupAddress: async (zone) => {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        await new Promise((r) => setTimeout(r, 80));
+        inFlight--;
+        return { zone, listed: zone === 'c', codes: zone === 'c' ? ['127.0.0.2'] : [] };
+      },
+      lookupDomain: async (zone) => ({ zone, listed: false, codes: [] }),
+    };
+    const rs = rules('rule bl at connect: dnsbl(a) or dnsbl(b) or dnsbl(c) => reject 554 5.7.1 "listed"');
+    const t0 = performance.now();
+    const v = await new PolicyEngine(rs, providers({ dnsLists })).evaluate('connect', tx());
+    assert.equal(v.action, 'reject');
+    assert.equal(maxInFlight, 3);
+    assert.ok(performance.now() - t0 < 200, 'lookups ran one after another');
+  });
+
+  it('stops waiting for providers once the evaluation budget is spent', async () => {
+    const dnsLists: DnsListProvider = {
+      zones: new Set(['a', 'b']),
+      lookupAddress: (zone) => new Promise((r) => setTimeout(() => r({ zone, listed: false, codes: [] }), 60)),
+      lookupDomain: async (zone) => ({ zone, listed: false, codes: [] }),
+    };
+    const rs = rules('rule a at connect: dnsbl(a) failed => tag a-failed\nrule b at connect: dnsbl(b) failed => tag b-failed');
+    const v = await new PolicyEngine(rs, providers({ dnsLists }), { providerTimeoutMs: 1000, evaluationBudgetMs: 30 }).evaluate('connect', tx());
+    assert.deepEqual(v.effects.map((e) => (e as { tag: string }).tag), ['a-failed', 'b-failed']);
+  });
+
+  it('dryRunLocks computes the verdict and hook without writing the lock', async () => {
+    const p = providers();
+    const rs = rules('rule l at helo: => reject lock 1h reason "X" hook h');
+    const v = await new PolicyEngine(rs, p, { dryRunLocks: true }).evaluate('helo', helo(tx(), 'x'));
+    assert.equal(v.effects.filter((e) => e.kind === 'hook').length, 1);
+    assert.equal(await p.locks.isLocked('client:203.0.113.9'), undefined);
+  });
+
+  it('needs.spf is set when only a reply text reads {spf}', () => {
+    assert.equal(rules('rule a at mail: => tempfail 451 4.7.1 "{spf}"').needs.spf, true);
+  });
+
+  it('property: no client text makes evaluate reject or produce an invalid reply', async () => {
+    const rs = rules(`
+      list nets = 10.0.0.0/8, 2001:db8::/32
+      list names = "localhost", @example.com
+      rule c at connect: client in nets or client.name ~ /^dyn/ => tag c
+      rule h at helo: helo ~ /^(localhost|\\[?[0-9.]+\\]?)$/i or helo in names => reject 550 5.7.1 "Bad HELO {helo} from {client}"
+      rule m at mail: sender ~ /@(spam|junk)\\./ or sender in names => reject 550 5.7.1 "<{sender}> refused"
+      rule r at rcpt: rcpt !~ /@ours\\.example$/ => reject 554 5.7.1 "relay to <{rcpt}> denied for {helo}"
+      rule d at data: => add header "X-Trace" "{client.ip} {helo} {sender}"
+    `);
+    const e = new PolicyEngine(rs, providers());
+    await fc.assert(
+      fc.asyncProperty(fc.string({ unit: 'binary', maxLength: 300 }), fc.string({ unit: 'binary', maxLength: 300 }), fc.string({ maxLength: 60 }), async (h, addr, ip) => {
+        let t = startTransaction({ stage: 'connect', door: 'milter', client: { ip, port: 1 } }, 's', NOW);
+        for (const [stage, next] of [
+          ['connect', t],
+          ['helo', (t = reduceTransaction(t, { stage: 'helo', name: h, extended: false }))],
+          ['mail', (t = reduceTransaction(t, { stage: 'mail', address: addr }))],
+          ['rcpt', (t = reduceTransaction(t, { stage: 'rcpt', address: addr + h }))],
+          ['data', (t = acceptRecipient(t))],
+        ] as [RuleStage, Transaction][]) {
+          const v = await e.evaluate(stage, next);
+          if (v.reply) assert.equal(replyProblem(v.reply), undefined, JSON.stringify(v.reply));
+          for (const m of v.mutations) assert.ok(!/[\r\n]/.test(m.value), m.value);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
