@@ -180,6 +180,7 @@ export class RelaySession {
       this.writeClient(formatReply({ code: 554, enhanced: '5.7.1', lines: [`${deps.hostname} Access denied for your host, try again later`] }, false));
       this.greetingRelayed = true;
       this.enterTakeover(TAKEOVER_REASONS.locked, 'locked');
+      this.pump(); // anything the client sent early is answered by the takeover
       return;
     }
     let socket: Socket;
@@ -214,6 +215,7 @@ export class RelaySession {
     }
     this.greetingRelayed = true;
     this.enterTakeover(reason, why);
+    this.pump();
   }
 
   private connectEvent(): Extract<StageEvent, { stage: 'connect' }> {

@@ -228,3 +228,24 @@ describe('intercept relay session: hostile clients', function () {
     }
   });
 });
+
+describe('intercept relay session: early bytes when there is no upstream', function () {
+  it('commands sent before our own greeting are answered by the takeover, in order', async () => {
+    const dead = await startFaultUpstream();
+    const port = dead.port;
+    await dead.close();
+    const h = await startInterceptDoor({ upstreamPort: port, policy: (locks) => realPolicy('rule x at helo: helo == "never" => reject\n', locks) });
+    const c = await rawClient(h.port);
+    try {
+      c.write('EHLO eager.test\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n');
+      assert.equal(await c.reply(), '220 sluice.test ESMTP\r\n');
+      assert.match(await c.reply(), /^250-sluice\.test SMTP proxy, hello\r\n/);
+      assert.equal(await c.reply(), '451 4.4.1 Next hop unreachable, try again later\r\n');
+      assert.equal(await c.reply(), '221 2.0.0 sluice.test Signing off\r\n');
+      await c.closed;
+    } finally {
+      c.close();
+      await h.stop();
+    }
+  });
+});
