@@ -184,20 +184,27 @@ export class Daemon {
     this.log.reopen();
     logger.info({ config: this.config.file }, 'reloading configuration');
     let config: SluiceConfig;
-    let runtime: Runtime;
     try {
       config = await loadConfig(this.options.configPath, this.options.cwd);
-      runtime = await buildRuntime(config, logger, this.runtime);
     } catch (err) {
       this.logRefusal(err);
       return refused;
     }
-    const old = this.runtime;
-    const locksShared = runtime.locks === old.locks;
     // A new format or destination needs a new logger; it only replaces the old one if the reload commits.
     const oldLog = this.log;
     const logChanged = config.log.format !== this.config.log.format || config.log.file !== this.config.log.file;
-    if (logChanged) this.log = createDaemonLogger(config.log, this.options.logWrite ? { write: this.options.logWrite } : {});
+    const newLog = logChanged ? createDaemonLogger(config.log, this.options.logWrite ? { write: this.options.logWrite } : {}) : oldLog;
+    let runtime: Runtime;
+    try {
+      runtime = await buildRuntime(config, newLog.logger, this.runtime);
+    } catch (err) {
+      if (logChanged) await newLog.flush();
+      this.logRefusal(err);
+      return refused;
+    }
+    this.log = newLog;
+    const old = this.runtime;
+    const locksShared = runtime.locks === old.locks;
     if (config.user !== this.config.user || config.group !== this.config.group) {
       logger.warn({}, 'user/group changes take effect at the next restart');
     }
@@ -227,7 +234,10 @@ export class Daemon {
         if (prev) this.doors.set(p.key, prev); // not swapped in until the reload commits
       }
     } catch (err) {
-      for (const r of startedFresh) await r.door.stop(0).catch(() => undefined);
+      for (const r of startedFresh) {
+        await r.door.stop(0).catch(() => undefined);
+        if (!previousEntries.has(r.plan.key)) this.doors.delete(r.plan.key);
+      }
       for (const [k, d] of previousEntries) this.doors.set(k, d);
       await runtime.close(locksShared);
       if (logChanged) {

@@ -166,6 +166,24 @@ describe('daemon lifecycle', function () {
     }
   });
 
+  it('a reload that fails on its second new listener takes the first one down again', async () => {
+    const [p1, p2, p3] = [await freePort(), await freePort(), await freePort()];
+    const d = await start(config({ hostname: 'old.test', ports: [p1] }));
+    const blocker: Server = createServer();
+    await new Promise<void>((r) => blocker.listen(p3, '127.0.0.1', () => r()));
+    try {
+      writeFileSync(file, config({ hostname: 'new.test', ports: [p1, p2, p3] }));
+      assert.equal((await d.reload()).ok, false);
+      assert.ok(await refused(p2), 'the listener started for the refused reload must be closed again');
+      assert.deepEqual([...d.runningDoors.keys()], ['intercept:door0']);
+      const c = await client(p1);
+      await c.readLine();
+      assert.equal(await c.ask('who'), 'old.test');
+    } finally {
+      blocker.close();
+    }
+  });
+
   it('a listener restarted on the same address with new settings comes back', async () => {
     const p = await freePort();
     const d = await start(config({ hostname: 'h.test', ports: [p] }));
