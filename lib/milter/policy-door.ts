@@ -134,7 +134,7 @@ export function createPolicyDoor(options: PolicyDoorOptions, initialDeps: DoorDe
       const needs = deps.policy.needs;
       if (needs.headers || needs.scan || needs.stages.has('header') || needs.stages.has('eoh')) {
         // The policy protocol carries neither headers nor content: say so once instead of silently never matching.
-        log().warn({ headers: needs.headers, scan: needs.scan }, 'rules read headers or scanner results, which the policy door cannot see; those rules never fire here (use the milter or filter door)');
+        log().info({ headers: needs.headers, scan: needs.scan }, 'rules read headers or scanner results, which the policy door cannot see; those rules never fire here (use the milter or filter door)');
       }
     },
     async stop(drainMs: number) {
