@@ -419,6 +419,9 @@ export class RelaySession {
   }
 
   private async onData(line: Buffer): Promise<void> {
+    // The data rules must see every recipient the upstream accepted: wait for the pipelined RCPT replies.
+    await this.queueDrained();
+    if (this.phase !== 'command') return;
     const verdict = await this.evaluate('data', { stage: 'data' });
     if (this.phase !== 'command') return;
     if (verdict && isRefusal(verdict)) return this.refuse(verdict, 'data', true);
@@ -437,6 +440,14 @@ export class RelaySession {
     }
     this.pushLocal('other', formatReply(reply, this.enhanced));
     return undefined;
+  }
+
+  private readonly drainWaiters: Array<() => void> = [];
+
+  /** Resolves once every outstanding command was answered (at once if none is). */
+  private queueDrained(): Promise<void> {
+    if (this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
   private outstanding(kind: EntryKind): number {
@@ -476,6 +487,8 @@ export class RelaySession {
     }
     if (this.queue.length === 0) {
       this.barrier = false;
+      const drained = this.drainWaiters.splice(0);
+      for (const w of drained) w();
       if (this.phase === 'command') this.armTimer(this.deps.limits.idleTimeout);
       if (this.upstreamQuitting) this.quitUpstream();
     }
@@ -1056,6 +1069,7 @@ export class RelaySession {
     if (this.phase === 'closed') return;
     const wasData = this.phase === 'data' || this.framer !== undefined;
     this.phase = 'closed';
+    for (const w of this.drainWaiters.splice(0)) w();
     this.clearTimer();
     if (this.takeoverDeadline) clearTimeout(this.takeoverDeadline);
     this.abortScan();

@@ -77,6 +77,16 @@ describe('intercept relay session (fault upstream, raw client)', function () {
     assert.ok(!up.connections[0]!.raw.includes('bad@example.net'));
   });
 
+  it('the data rule sees every pipelined recipient the upstream accepted', async () => {
+    await setup({ script: { delays: { RCPT: 30 } }, rules: 'rule two at data: rcpts.count > 2 => reject 550 5.5.3 "Too many recipients for {rcpts.count}"' });
+    const c = await client();
+    await c.reply();
+    await c.cmd('EHLO client.test');
+    c.write('MAIL FROM:<a@example.org>\r\nRCPT TO:<r1@example.net>\r\nRCPT TO:<r2@example.net>\r\nRCPT TO:<r3@example.net>\r\nDATA\r\n');
+    const replies = [await c.reply(), await c.reply(), await c.reply(), await c.reply(), await c.reply()];
+    assert.equal(replies[4], '550 5.5.3 Too many recipients for 3\r\n');
+  });
+
   it('takes the session over after a MAIL reject: QUIT upstream, then 250/503/451/502/221', async () => {
     const { up } = await setup({ rules: 'rule spam at mail: sender ~ /^spam@/ => reject 550 5.7.1 "Sender refused"' });
     const c = await client();
