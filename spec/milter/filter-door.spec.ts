@@ -3,6 +3,7 @@
  * (and a real Postfix smtpd where XFORWARD must be checked by its receiver). Exact replies are asserted.
  */
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { connect, type Socket } from 'node:net';
 import type { Door } from '../../lib/daemon/door.js';
 import { createFilterDoor, type FilterDoorOptions } from '../../lib/milter/filter-door.js';
@@ -284,6 +285,26 @@ describe('filter door (raw SMTP from "Postfix", smtp-sink as next hop)', functio
     assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '451 4.4.1 Next hop unavailable, try again later');
     sink = await startSmtpSink({ port });
     assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '250 2.1.0 Ok');
+  });
+
+  it('survives random garbage commands: every line gets a reply, then a normal message still passes', async () => {
+    const { c } = await setup(() => undefined);
+    await c.cmd('EHLO mx.example');
+    const lines = fc.sample(fc.string({ unit: 'binary', maxLength: 300 }).map((s) => s.replace(/[\r\n]/g, ' ')), { numRuns: 8, seed: 42 });
+    for (const line of [...lines, 'MAIL FROM:<unterminated', 'RCPT TO:<>', 'MAIL FROM:<a@b> SIZE=abc', 'XFORWARD ADDR=+ZZ', 'DATA junk']) {
+      const r = await c.cmd(line);
+      assert.match(r ?? '', /^[2-5]\d\d[ -]/, JSON.stringify(line));
+      if (/^421/.test(r ?? '')) break;
+    }
+    // The error budget may have closed this session; a new one works normally.
+    const c2 = await SmtpLines.open(Number(door!.addresses[0]!.split(':').pop()));
+    open.push(c2);
+    assert.equal(await c2.reply(), '220 sluice.test ESMTP sluice filter');
+    await c2.cmd('EHLO mx.example');
+    assert.equal(await c2.cmd('MAIL FROM:<a@example.org>'), '250 2.1.0 Ok');
+    assert.equal(await c2.cmd('RCPT TO:<b@example.net>'), '250 2.1.5 Ok');
+    await c2.cmd('DATA');
+    assert.equal(await c2.cmd('Subject: fine\r\n\r\nbody\r\n.'), '250 2.0.0 Ok');
   });
 
   it('refuses clients outside allowFrom', async () => {
