@@ -1,0 +1,113 @@
+import { strict as assert } from 'node:assert';
+import { existsSync, mkdirSync, writeFileSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import { requirePeer } from '../helpers/ci-guard.js';
+import { loadNative } from '../../lib/intercept/native-sockopt.js';
+import {
+  commandAvailable,
+  createGatewayTopology,
+  netnsAvailable,
+  policyRouting,
+  redirectRuleset,
+  tproxyRuleset,
+  type GatewayTopology,
+  type Netns,
+} from '../helpers/netns.js';
+import { SMTP_SINK, startSmtpSink, swaks, waitListening, type SinkHandle } from '../helpers/netns-peers.js';
+import { cliMain } from '../helpers/paths.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
+
+const NAT_RULE =
+  'rule nat-header at data: => add header "X-NAT-Received" "from [{client.ip}]:{client.port} [ident-empty]\\n\\tby {proxy.name} with TPROXY id {session.start}.{pid}"\n';
+
+/** `sluice run` inside a namespace with the given intercept listeners; resolves once it logged its start. */
+async function startSluice(ns: Netns, dir: string, listeners: string): Promise<{ output: () => string }> {
+  mkdirSync(join(dir, 'rules'), { recursive: true });
+  writeFileSync(join(dir, 'rules', 'nat.rules'), NAT_RULE);
+  writeFileSync(
+    join(dir, 'sluice.yaml'),
+    `hostname: gw.test\nstate_dir: ${join(dir, 'state')}\nrules: ${join(dir, 'rules')}\nspf: { enabled: false }\nlog: { level: info }\nintercept:\n${listeners}`,
+  );
+  const child = ns.spawn([process.execPath, cliMain, 'run', '-c', join(dir, 'sluice.yaml')]);
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  const deadline = Date.now() + 15000;
+  while (!/sluice started/.test(out)) {
+    if (child.exitCode !== null) throw new Error(`sluice run exited ${child.exitCode}: ${out}`);
+    if (Date.now() > deadline) throw new Error(`sluice run did not start: ${out}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return { output: () => out };
+}
+
+/**
+ * The real daemon (`sluice run`, intercept door) on the gateway: tproxy with full transparency and redirect.
+ * The client talks to the server's address, the server sees the client, and the X-NAT-Received header written by
+ * the door carries the client's address and port.
+ */
+describe('e2e (netns): sluice run as a transparent gateway', function () {
+  this.timeout(60000);
+  let topo: GatewayTopology | undefined;
+  let sink: SinkHandle | undefined;
+  let sink2: SinkHandle | undefined;
+  let tmp: { path: string; remove: () => void } | undefined;
+  let sluice: { output: () => string } | undefined;
+
+  before(async function () {
+    requirePeer(this, netnsAvailable(), 'root with ip netns');
+    requirePeer(this, commandAvailable('nft') && commandAvailable('swaks') && commandAvailable(SMTP_SINK), 'nft, swaks, smtp-sink');
+    requirePeer(this, loadNative() !== undefined, 'native helper (npx node-gyp rebuild -C native)');
+    requirePeer(this, existsSync(cliMain), `built CLI at ${cliMain}`);
+    topo = createGatewayTopology();
+    const g = topo.gateway;
+    g.nft(tproxyRuleset([25], 10025) + redirectRuleset([2525], 10026));
+    policyRouting(g);
+    sink = await startSmtpSink(topo.server, topo.serverIp, 25);
+    sink2 = await startSmtpSink(topo.server, topo.serverIp, 2525);
+    tmp = makeTempDir('sluice-e2e-');
+    chmodSync(tmp.path, 0o755);
+    sluice = await startSluice(
+      g,
+      tmp.path,
+      '  - name: tp\n    listen: 0.0.0.0:10025\n    mode: tproxy\n    transparent: true\n    bind_port: true\n' +
+        '  - name: nat\n    listen: 0.0.0.0:10026\n    mode: redirect\n    transparent: true\n',
+    );
+    await waitListening(g, 10025);
+    await waitListening(g, 10026);
+  });
+
+  after(async () => {
+    await topo?.set.destroy();
+    sink?.remove();
+    sink2?.remove();
+    tmp?.remove();
+  });
+
+  it('tproxy + full transparency: server sees the client, X-NAT-Received names the client address and port', async () => {
+    if (!topo || !sink) throw new Error('setup failed');
+    const r = await swaks(topo.client, topo.serverIp, 25, ['--header', 'Subject: via sluice run']);
+    assert.equal(r.status, 0, `${r.transcript}\n${sluice?.output() ?? ''}`);
+    assert.match(r.transcript, /Connected to 198\.18\.2\.2\./);
+    assert.match(r.transcript, /<- {2}220 sink\.test ESMTP/);
+    const [msg] = await sink.waitForMessages(1);
+    assert.match(msg ?? '', /^X-Client-Addr: 198\.18\.1\.2$/m);
+    assert.match(msg ?? '', /^X-NAT-Received: from \[198\.18\.1\.2\]:\d+ \[ident-empty\]\r?\n\tby gw\.test with TPROXY id /m);
+    assert.match(msg ?? '', /^Subject: via sluice run$/m);
+  });
+
+  it('redirect + full transparency: same, found through SO_ORIGINAL_DST', async () => {
+    if (!topo || !sink2) throw new Error('setup failed');
+    const r = await swaks(topo.client, topo.serverIp, 2525, ['--header', 'Subject: redirect via sluice run']);
+    assert.equal(r.status, 0, `${r.transcript}\n${sluice?.output() ?? ''}`);
+    const [msg] = await sink2.waitForMessages(1);
+    assert.match(msg ?? '', /^X-Client-Addr: 198\.18\.1\.2$/m);
+    assert.match(msg ?? '', /^X-NAT-Received: from \[198\.18\.1\.2\]:\d+ /m);
+  });
+
+  it('a client connecting to the gateway listener directly gets a 554 loop refusal from the door', async () => {
+    if (!topo) throw new Error('setup failed');
+    const r = await swaks(topo.client, topo.gatewayClientSideIp, 10025, ['--quit-after', 'CONNECT']);
+    assert.match(r.transcript, /<\*\* 554 /, `${r.transcript}\n${sluice?.output() ?? ''}`);
+  });
+});
