@@ -460,6 +460,7 @@ export class RelaySession {
     const up = this.upstream;
     if (!up || !this.upstreamOpen) {
       this.pushLocal(kind, formatReply(REPLIES.upstreamLost, this.enhanced));
+      this.enterTakeover(TAKEOVER_REASONS.upstreamLost, 'upstream gone');
       return;
     }
     this.queue.push(address === undefined ? { kind } : { kind, address });
@@ -584,10 +585,8 @@ export class RelaySession {
         if (reply.code === 235) {
           this.barrier = true;
           void this.onAuthenticated(reply).finally(() => {
-            if (this.phase === 'command') {
-              this.flushLocal();
-              this.pump();
-            }
+            this.flushLocal();
+            this.pump();
           });
           return;
         }
