@@ -93,7 +93,6 @@ const TYPE_WORDS: Record<string, string> = {
   lockstore: 'a lock store',
 };
 
-let inlineCounter = 0;
 
 export function compileCondition(node: ExprNode, stage: RuleStage, env: ConditionEnv): Cond | undefined {
   switch (node.kind) {
@@ -329,7 +328,7 @@ function compileCmp(node: Extract<ExprNode, { kind: 'cmp' }>, stage: RuleStage, 
         return undefined;
       }
     } else if (node.value.kind === 'inline') {
-      list = buildList(`(inline ${++inlineCounter})`, node.value.span, node.value.items);
+      list = buildList(valueText(node.value), node.value.span, node.value.items);
     } else {
       sink.error('rule/syntax', `expected a list name or (a, b, ...) after ${op}`, node.value.span);
       return undefined;

@@ -128,4 +128,33 @@ describe('policy/rule-checker diagnostics', () => {
     assert.equal(rs.rules.length, 1);
     assert.equal(rs.tests.length, 1);
   });
+
+  it('every other diagnostic kind, exactly', () => {
+    const cases: [string, string][] = [
+      ['rule a at helo: ' + '('.repeat(70) + 'tls' + ')'.repeat(70) + ' => reject', '1:81 rule/too-deep conditions nest more than 64 levels'],
+      ['rule a at helo: tls' + ' or tls'.repeat(1001) + ' => reject', '1:7021 rule/too-complex a condition may have at most 1000 terms | use a list: field in LIST'],
+      ['rule a at eoh: header ~ /x/ => reject', '1:16 rule/missing-argument `header` needs an argument | e.g. header("Subject")'],
+      ['rule a at helo: helo(x) ~ /x/ => reject', '1:17 rule/unexpected-argument `helo` takes no argument | write just helo'],
+      ['rule a at mail: spf failed => reject', '1:17 rule/bad-predicate `failed` applies to dnsbl(...), rhsbl(...), scanner(...) and locks; `spf` is a keyword field | write spf == temperror'],
+      ['rule a at helo: helo skipped => reject', '1:17 rule/bad-predicate `skipped` applies to scanner(...); `helo` is a text field'],
+      ['rule a at connect: hour exists => reject', '1:20 rule/bad-predicate `exists` applies to text fields and header(...); `hour` is a number field'],
+      ['rule a at connect: tls is locked => reject', '1:20 rule/type-mismatch `tls` cannot be locked | `client is locked` or `auth is locked`'],
+      ['rule a at data: => add header "X" "{client.ip"', '1:35 rule/bad-template unclosed "{" in text | variables are written {client.ip}; write {{ for a literal brace'],
+      ['rule a at data: => add header "X" "a}b"', '1:35 rule/bad-template unmatched "}" in text | write }} for a literal brace'],
+      ['rule a at data: => add header "X" "a\\nb"', '1:35 rule/bad-header a line break in a header value must be followed by a space or tab (folding) | write "\\n\\t" to continue the header on the next line'],
+      ['test "t" { expect continue }\ntest "t" { expect continue }', '2:1 rule/duplicate-test test "t" is already declared at x.rules:1:1'],
+      ['rule a at helo: => tag "two words"', '1:24 rule/bad-tag tag "two words" must be a word (letters, digits, . _ : -)'],
+      ['rule a at helo: => reject lock 1h lock 2h', '1:35 rule/conflicting-actions a rule can set one lock'],
+      ['rule a at eom: virus == yes => reject', '1:25 rule/type-mismatch `virus` is yes/no; compare it with true or false | or just write `virus` / `not virus`'],
+      ['rule a at connect: weekday == saturday => reject', '1:31 rule/bad-value "saturday" is not a value of `weekday` | values: sun, mon, tue, wed, thu, fri, sat'],
+      ['rule a at connect: client in (a, 10.0.0.0/8) => reject', '1:30 rule/type-mismatch list `(a, 10.0.0.0/8)` has entries that are not addresses ("a"), so it cannot match the address field `client` | address lists hold addresses and CIDR prefixes only (192.0.2.0/24, 2001:db8::/32); the entry is at x.rules:1:31'],
+      ['rule a at connect: door in (milter, smtp) => reject', '1:28 rule/bad-value "smtp" is not a value of `door` | values: intercept, milter, filter, policy, test'],
+      ['rule a at rcpt: rcpts.count in (1,2) => reject', '1:29 rule/type-mismatch `in` needs an address or text field; `rcpts.count` is a number field | compare numbers with <, <=, >, >=, =='],
+      ['rule a at helo: helo ~ "x" => reject', '1:24 rule/type-mismatch expected a /regex/ after ~ | write ~ /x/ (or use == for an exact match)'],
+      ['rule a at helo: helo == /x/ => reject', '1:22 rule/type-mismatch a regex needs ~, not == | write helo ~ /x/'],
+      ['rule a at connect: dnsbl(zen) => reject', '1:20 rule/unknown-zone unknown DNS list `zen` | no DNS lists are configured (dns_lists in sluice.yaml)'],
+      ['rule a at mail: => reject lock 0s', '1:32 rule/bad-duration a lock duration must be positive | write a number and a unit: 30s, 10m, 1h, 2d, or forever'],
+    ];
+    for (const [text, want] of cases) assert.equal(one(text, { dnsLists: new Set() }), want, text.slice(0, 80));
+  });
 });
