@@ -1,8 +1,15 @@
 import { strict as assert } from 'node:assert';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
+import { join } from 'node:path';
 import { requirePeer } from '../helpers/ci-guard.js';
-import { haproxyAvailable, startHaproxy, type HaproxyHandle } from '../helpers/haproxy.js';
+import { haproxyAvailable, startHaproxy, waitForPort, type HaproxyHandle } from '../helpers/haproxy.js';
+import { cliMain } from '../helpers/paths.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
+
+const SMTP_SINK_BIN = '/usr/sbin/smtp-sink';
 import { startByteRelay, type ByteRelay, type RelayEvent } from '../helpers/intercept-relay.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -134,5 +141,82 @@ describe('integration: HAProxy PROXY protocol in front of the proxy-mode listene
     const e = events[events.length - 1];
     assert.ok(e && e.kind === 'refused' && e.reason === 'proxy-invalid', JSON.stringify(e));
     assert.equal(seenByUpstream.length, before);
+  });
+});
+
+/** haproxy (send-proxy-v2) → `sluice run` (intercept door, proxy mode) → smtp-sink, all on loopback. */
+describe('integration: HAProxy → sluice run (proxy mode) → smtp-sink', function () {
+  this.timeout(30000);
+  let haproxy: HaproxyHandle | undefined;
+  let sluice: ChildProcess | undefined;
+  let sluiceOut = '';
+  let sinkProc: ChildProcess | undefined;
+  let tmp: { path: string; remove: () => void } | undefined;
+  const ports = { front: 0, sluice: 0, sink: 0 };
+
+  before(async function () {
+    requirePeer(this, haproxyAvailable(), 'haproxy');
+    requirePeer(this, existsSync(SMTP_SINK_BIN) && existsSync(cliMain), 'smtp-sink and the built CLI');
+    requirePeer(this, spawnSync('swaks', ['--version']).status === 0, 'swaks');
+    tmp = makeTempDir('sluice-hap-');
+    chmodSync(tmp.path, 0o755);
+    mkdirSync(join(tmp.path, 'dump'), { mode: 0o777 });
+    chmodSync(join(tmp.path, 'dump'), 0o777);
+    mkdirSync(join(tmp.path, 'rules'));
+    writeFileSync(
+      join(tmp.path, 'rules', 'nat.rules'),
+      'rule nat-header at data: => add header "X-NAT-Received" "from [{client.ip}]:{client.port} [ident-empty]\\n\\tby {proxy.name} with TPROXY id {session.start}.{pid}"\n',
+    );
+    ports.sink = await freePort();
+    ports.sluice = await freePort();
+    ports.front = await freePort();
+    sinkProc = spawn(SMTP_SINK_BIN, ['-u', 'nobody', '-h', 'sink.test', '-d', join(tmp.path, 'dump', 'm.'), `127.0.0.1:${ports.sink}`, '20'], { stdio: 'ignore' });
+    writeFileSync(
+      join(tmp.path, 'sluice.yaml'),
+      `hostname: gw.test\nstate_dir: ${join(tmp.path, 'state')}\nrules: ${join(tmp.path, 'rules')}\nspf: { enabled: false }\n` +
+        `intercept:\n  - listen: 127.0.0.1:${ports.sluice}\n    mode: proxy\n    proxy_trusted: [127.0.0.1]\n    upstream: 127.0.0.1:${ports.sink}\n`,
+    );
+    sluice = spawn(process.execPath, [cliMain, 'run', '-c', join(tmp.path, 'sluice.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    sluice.stdout?.on('data', (d: Buffer) => (sluiceOut += d.toString()));
+    sluice.stderr?.on('data', (d: Buffer) => (sluiceOut += d.toString()));
+    await waitForPort('127.0.0.1', ports.sink);
+    await waitForPort('127.0.0.1', ports.sluice, 15000);
+    haproxy = await startHaproxy(
+      `frontend fe\n  bind 127.0.0.1:${ports.front}\n  default_backend be\nbackend be\n  server s 127.0.0.1:${ports.sluice} send-proxy-v2`,
+      [{ host: '127.0.0.1', port: ports.front }],
+    );
+  });
+
+  after(async () => {
+    await haproxy?.stop();
+    for (const p of [sluice, sinkProc]) {
+      if (p && p.exitCode === null) {
+        const exited = new Promise((r) => p.once('exit', r));
+        p.kill('SIGTERM');
+        const t = setTimeout(() => p.kill('SIGKILL'), 3000);
+        await exited;
+        clearTimeout(t);
+      }
+    }
+    tmp?.remove();
+  });
+
+  it('X-NAT-Received carries the client address from the PROXY header, not haproxy', async () => {
+    if (!tmp) throw new Error('setup failed');
+    const r = spawnSync(
+      'swaks',
+      ['--server', '127.0.0.1', '--port', String(ports.front), '--local-interface', '127.0.0.66', '--from', 'a@client.test', '--to', 'b@server.test', '--helo', 'client.test', '--timeout', '8'],
+      { encoding: 'utf8', timeout: 20000 },
+    );
+    assert.equal(r.status, 0, `${r.stdout}${r.stderr}\n${sluiceOut}`);
+    assert.match(r.stdout, /<- {2}220 sink\.test ESMTP/);
+    const dump = join(tmp.path, 'dump');
+    const deadline = Date.now() + 5000;
+    while (readdirSync(dump).length === 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 25));
+    const [file] = readdirSync(dump);
+    const msg = readFileSync(join(dump, file ?? ''), 'latin1');
+    assert.match(msg, /^X-NAT-Received: from \[127\.0\.0\.66\]:\d+ \[ident-empty\]/m);
+    // The sink itself sees sluice (no transparency in proxy mode here).
+    assert.match(msg, /^X-Client-Addr: 127\.0\.0\.1$/m);
   });
 });
