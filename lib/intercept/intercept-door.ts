@@ -22,6 +22,8 @@ export interface InterceptDoorOptions {
   readonly bareLf?: BareLineEndingPolicy;
   /** Most header bytes held for header/eoh rules (default 256 KiB). */
   readonly holdMaxSize?: number;
+  /** Hold the upstream greeting this many ms so early talkers show themselves to the `earlytalker` rule (default 0). */
+  readonly greetDelay?: number;
   /** For tests: a different upstream connector (fault injection). */
   readonly connect?: (dest: Endpoint, opts: { transparentSource?: Endpoint; timeoutMs: number }) => Promise<Socket>;
 }
@@ -123,6 +125,7 @@ class InterceptDoor implements Door {
         bareLineEndings: this.options.bareLf ?? 'reject',
         headerCap: this.options.holdMaxSize ?? DEFAULT_HEADER_CAP,
         connect: this.options.connect ?? connectUpstream,
+        ...(this.options.greetDelay ? { greetDelay: this.options.greetDelay } : {}),
         ...(c.transparentSource ? { transparentSource: c.transparentSource } : {}),
       },
       deps,

@@ -46,6 +46,8 @@ export interface RelaySessionOptions {
   /** Opens the upstream connection (the transparent engineer's connectUpstream, or a plain connect). */
   readonly connect: (dest: Endpoint, opts: { transparentSource?: Endpoint; timeoutMs: number }) => Promise<Socket>;
   readonly transparentSource?: Endpoint;
+  /** Hold the upstream's greeting this long (ms) so that early talkers show themselves (0: relay at once). */
+  readonly greetDelay?: number;
 }
 
 type Phase = 'connecting' | 'command' | 'data' | 'takeover' | 'opaque' | 'closed';
@@ -223,6 +225,17 @@ export class RelaySession {
   }
 
   private async onGreeting(reply: ParsedReply): Promise<void> {
+    const pause = this.opts.greetDelay ?? 0;
+    if (pause > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, pause);
+        void this.closed.then(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      if (this.now() === 'closed') return;
+    }
     this.tx = reduceTransaction(this.tx, this.connectEvent());
     if (this.earlytalker) this.log.info({ event: 'EARLYTALKER' }, 'client spoke before the greeting');
     const verdict = await this.evaluate('connect', this.connectEvent());

@@ -257,6 +257,16 @@ describe('intercept relay session (fault upstream, raw client)', function () {
     await until(() => h!.events('EARLYTALKER').length === 1);
   });
 
+  it('greetDelay holds the greeting so that an early talker is caught by the earlytalker rule', async () => {
+    await setup({ options: { greetDelay: 300 }, rules: 'rule early at connect: earlytalker => reject 554 5.7.1 "Wait for the greeting"' });
+    const c = await client();
+    await new Promise((r) => setTimeout(r, 100));
+    c.write('EHLO eager.test\r\n');
+    assert.equal(await c.reply(), '554 Wait for the greeting\r\n');
+    const patient = await client();
+    assert.equal(await patient.reply(), '220 fault.test ESMTP ready\r\n');
+  });
+
   it('a host locked during the transaction gets 451 at the end of data (fresh lock check)', async () => {
     const { up } = await setup();
     const c = await client();
