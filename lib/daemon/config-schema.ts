@@ -102,8 +102,6 @@ export function scalar<T>(expected: string, convert: (value: unknown, ctx: Schem
   };
 }
 
-export const str: Schema<string> = scalar('a string', (v) => (typeof v === 'string' ? v : new Problem(`expected a string, got ${JSON.stringify(v)}`)));
-
 export function nonEmptyString(expected = 'a non-empty string'): Schema<string> {
   return scalar(expected, (v) => (typeof v === 'string' && v.trim() !== '' ? v : new Problem(`expected ${expected}, got ${JSON.stringify(v)}`)));
 }
@@ -127,16 +125,6 @@ export function oneOf<const W extends string>(words: readonly W[]): Schema<W> {
     if (typeof v === 'string' && (words as readonly string[]).includes(v)) return v as W;
     const near = typeof v === 'string' ? nearest(v, words) : undefined;
     return near ? new Problem(`expected ${expected}, got ${JSON.stringify(v)}`, `did you mean "${near}"?`) : new Problem(`expected ${expected}, got ${JSON.stringify(v)}`);
-  });
-}
-
-/** A string (or, with acceptNumbers, a number) converted by `convert`, which returns the value or an error message. */
-export function textValue<T extends object | number | boolean>(expected: string, convert: (text: string, ctx: SchemaContext) => T | string, acceptNumbers = false): Schema<T> {
-  return scalar(expected, (v, ctx) => {
-    const text = typeof v === 'number' && acceptNumbers ? String(v) : v;
-    if (typeof text !== 'string') return new Problem(`expected ${expected}, got ${JSON.stringify(v)}`);
-    const r = convert(text, ctx);
-    return typeof r === 'string' ? new Problem(r) : r;
   });
 }
 
@@ -317,18 +305,6 @@ export function object<T extends object>(
         if (ctx.diagnostics.length > before) return INVALID;
       }
       return value;
-    },
-  };
-}
-
-/** Maps a parsed value (e.g. to attach defaults that depend on other fields). */
-export function map<A, B>(schema: Schema<A>, f: (a: A, ctx: SchemaContext) => B): Schema<B> {
-  return {
-    expected: schema.expected,
-    ...(schema.keys ? { keys: schema.keys } : {}),
-    parse(node, ctx, path) {
-      const r = schema.parse(node, ctx, path);
-      return r === INVALID ? INVALID : f(r, ctx);
     },
   };
 }
