@@ -37,6 +37,8 @@ export class NextHopClient {
   private readonly replies: ParsedReply[] = [];
   private waiter: ((r: ParsedReply | Error) => void) | undefined;
   private failure: Error | undefined;
+  /** Message bytes are being written: nothing else may go on the wire (it would become message content). */
+  private streaming = false;
   /** EHLO keywords (upper case) → parameters. */
   readonly extensions = new Map<string, string>();
 
@@ -109,8 +111,10 @@ export class NextHopClient {
         else socket.once('drain', () => cb());
       },
     });
+    this.streaming = true;
     try {
       await pipeline([content, ...transforms, new DotStuffer(), sink]);
+      this.streaming = false;
     } catch (err) {
       this.fail(err instanceof NextHopError ? err : new NextHopError(`sending the message failed: ${(err as Error).message}`));
       throw this.failure;
@@ -120,7 +124,8 @@ export class NextHopClient {
 
   /** QUIT politely (bounded), then close. */
   async close(): Promise<void> {
-    if (this.usable) {
+    // In the middle of DATA a QUIT would be message content: drop the connection, the next hop discards the message.
+    if (this.usable && !this.streaming) {
       try {
         await this.command('QUIT', 2000);
       } catch {
