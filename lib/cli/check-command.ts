@@ -16,12 +16,14 @@ summary and exits 0.
 Options:
   -c, --config FILE   the configuration (default: conf/sluice.yaml)
   -q, --quiet         print nothing when the configuration is valid
+      --print         print the effective configuration (every default filled in, paths absolute,
+                      durations in ms, sizes in bytes) as JSON instead of the summary
   -h, --help          this help
 
 Exit codes: 0 valid, 1 problems found, 64 usage error.
 `;
 
-const OPTIONS: readonly OptionSpec[] = [{ name: 'config', short: 'c', value: 'FILE' }, { name: 'quiet', short: 'q' }];
+const OPTIONS: readonly OptionSpec[] = [{ name: 'config', short: 'c', value: 'FILE' }, { name: 'quiet', short: 'q' }, { name: 'print' }];
 
 export async function run(args: string[], io: CliIO): Promise<number> {
   const parsed = parseArgs('sluice check', args, OPTIONS);
@@ -29,8 +31,10 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const file = optionValue(parsed, 'config') ?? 'conf/sluice.yaml';
   const diagnostics: Diagnostic[] = [];
   let summary = '';
+  let effective = '';
   try {
     const config = await loadConfig(file, io.cwd);
+    effective = JSON.stringify(config, null, 2) + '\n';
     const registry = builtinDoors();
     const plans = planDoors(config);
     for (const p of plans) {
@@ -54,6 +58,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     io.stderr(`sluice check: ${diagnostics.length} problem${diagnostics.length === 1 ? '' : 's'} found\n`);
     return EXIT.ERROR;
   }
-  if (!parsed.options.has('quiet')) io.stdout(summary);
+  if (parsed.options.has('print')) io.stdout(effective);
+  else if (!parsed.options.has('quiet')) io.stdout(summary);
   return EXIT.OK;
 }

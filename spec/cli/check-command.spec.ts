@@ -25,6 +25,12 @@ describe('sluice check (built binary)', function () {
     const q = sluice(tmp.path, 'check', '--quiet', '--config=ok.yaml');
     assert.equal(q.stdout, '');
     assert.equal(q.status, 0);
+    const p = sluice(tmp.path, 'check', '--print', '-c', 'ok.yaml');
+    assert.equal(p.status, 0);
+    const effective = JSON.parse(p.stdout) as { limits: { idleTimeout: number }; policyd: { listen: unknown }; stateDir: string };
+    assert.equal(effective.limits.idleTimeout, 300_000);
+    assert.deepEqual(effective.policyd.listen, { kind: 'tcp', host: '127.0.0.1', port: 10029 });
+    assert.equal(effective.stateDir, join(tmp.path, '.state'));
   });
 
   it('prints every problem with file:line:col and exits 1', () => {
