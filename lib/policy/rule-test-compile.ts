@@ -38,7 +38,8 @@ export function compileTest(t: TestNode, sink: DiagnosticSink, _lists: ReadonlyM
   const headerExpects: { name: string; value?: string; regex?: { pattern: string; flags: string } }[] = [];
   const tagExpects: string[] = [];
   for (const st of t.statements) {
-    const a = st.args;
+    // `spf = fail` and `spf=fail` read like `spf fail`.
+    const a = st.args[0]?.kind === 'punct' && st.args[0].text === '=' ? st.args.slice(1) : st.args;
     const bad = (msg: string, hint: string, at: Arg | TestStatement = st): void => sink.error('rule/bad-test', msg, at.span, hint);
     const need = (n: number, usage: string): boolean => {
       if (a.length < n) {

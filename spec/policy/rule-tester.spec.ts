@@ -23,7 +23,7 @@ test "localhost is refused" { client 203.0.113.9; helo "localhost"; expect rejec
 test "trusted clients skip everything" { client 127.0.0.1; helo "localhost"; expect accept at connect }
 test "customer must authenticate" { client 198.51.100.7; sender a@b.example; expect reject 530 5.7.0 "Authentication" at mail }
 test "customer with auth passes" { client 198.51.100.7; auth alice; expect continue }
-test "spf fail" { spf fail; sender x@forged.example; expect reject 550 5.7.23 "forged.example" at mail }
+test "spf fail" { spf=fail; sender x@forged.example; expect reject 550 5.7.23 "forged.example" at mail }
 test "dnsbl" { dnsbl zen 127.0.0.2; expect reject 554 at rcpt }
 test "dnsbl failure does not block" { dnsbl zen failed; expect continue }
 test "virus" { virus "Eicar-Test-Signature"; expect reject 550 "Eicar" at eom; expect tag virus }
