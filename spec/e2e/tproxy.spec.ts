@@ -23,8 +23,11 @@ describe('e2e (netns): TPROXY interception with full transparency', function () 
   let sink587: SinkHandle | undefined;
   let relay: RelayHandle | undefined;
   let relayPortOnly: RelayHandle | undefined;
+  let relayDual: RelayHandle | undefined;
+  let sink2626: SinkHandle | undefined;
   const LISTEN = 10025;
   const LISTEN_EPHEMERAL = 10026;
+  const LISTEN_DUAL = 10027;
 
   before(async function () {
     requirePeer(this, netnsAvailable(), 'root with ip netns');
@@ -33,20 +36,27 @@ describe('e2e (netns): TPROXY interception with full transparency', function () 
     topo = createGatewayTopology();
     const g = topo.gateway;
     // Port 25 (and 26/27 for failure cases) → listener with client port kept; 587 → listener with ephemeral port.
-    g.nft(tproxyRuleset([25, 26, 27], LISTEN) + tproxyRuleset([587], LISTEN_EPHEMERAL).replace('sluice_tproxy', 'sluice_tproxy2'));
+    g.nft(
+      tproxyRuleset([25, 26, 27], LISTEN) +
+        tproxyRuleset([587], LISTEN_EPHEMERAL).replace('sluice_tproxy', 'sluice_tproxy2') +
+        tproxyRuleset([2626], LISTEN_DUAL).replace('sluice_tproxy', 'sluice_tproxy3'),
+    );
     policyRouting(g);
     // Port 27 on the server silently drops SYNs, to exercise the upstream connect timeout.
     topo.server.nft('table inet drop27 {\n  chain input_drop {\n    type filter hook input priority 0; policy accept;\n    tcp dport 27 drop\n  }\n}\n');
     sink = await startSmtpSink(topo.server, topo.serverIp, 25);
     sink587 = await startSmtpSink(topo.server, topo.serverIp, 587);
+    sink2626 = await startSmtpSink(topo.server, topo.serverIp, 2626);
     relay = await startRelayIn(g, { listen: { ip: '0.0.0.0', port: LISTEN }, mode: 'tproxy', transparent: true, bindClientPort: true }, 1500);
     relayPortOnly = await startRelayIn(g, { listen: { ip: '0.0.0.0', port: LISTEN_EPHEMERAL }, mode: 'tproxy', transparent: true });
+    relayDual = await startRelayIn(g, { listen: { ip: '::', port: LISTEN_DUAL }, mode: 'tproxy', transparent: true });
   });
 
   after(async () => {
     await topo?.set.destroy();
     sink?.remove();
     sink587?.remove();
+    sink2626?.remove();
   });
 
   it('the client talks to the server address, the server sees the client address and port', async () => {
@@ -77,6 +87,17 @@ describe('e2e (netns): TPROXY interception with full transparency', function () 
     const [msg] = await sink587.waitForMessages(1);
     assert.match(msg ?? '', /^X-Client-Addr: 198\.18\.1\.2$/m);
     assert.match(msg ?? '', /^Subject: ephemeral$/m);
+  });
+
+  it('a dual-stack (::) tproxy listener takes IPv4 TPROXY traffic, addresses normalised to IPv4', async () => {
+    if (!topo || !sink2626 || !relayDual) throw new Error('setup failed');
+    const r = await swaks(topo.client, topo.serverIp, 2626);
+    assert.equal(r.status, 0, r.transcript);
+    const e = (await relayDual.waitForEvent((x) => x.kind === 'relayed', 'relayed')) as Extract<RelayEvent, { kind: 'relayed' }>;
+    assert.equal(e.client.ip, topo.clientIp);
+    assert.deepEqual(e.destination, { ip: topo.serverIp, port: 2626 });
+    const [msg] = await sink2626.waitForMessages(1);
+    assert.match(msg ?? '', /^X-Client-Addr: 198\.18\.1\.2$/m);
   });
 
   it('upstream refusal is reported as ECONNREFUSED (transparent connect)', async () => {
