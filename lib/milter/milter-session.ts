@@ -52,6 +52,8 @@ interface MessageState {
   bytes: number;
   /** A terminal verdict was given for this message; later events get no rule evaluation. */
   decided?: 'accept' | 'reject' | 'tempfail' | 'discard';
+  /** The refusal sent when the message was rejected before its end (repeated if the MTA still sends EOM). */
+  refusal?: Buffer;
   quarantine?: string;
   mutations: HeaderMutation[];
   hits: RuleHit[];
@@ -358,7 +360,11 @@ export class MilterSession {
       case 'tempfail': {
         const pkt = this.refusal(v, v.action);
         if (sessionLevel) this.sessionReply = pkt;
-        else if (stage !== 'rcpt') this.currentMessage().decided = v.action;
+        else if (stage !== 'rcpt') {
+          const m = this.currentMessage();
+          m.decided = v.action;
+          m.refusal = pkt;
+        }
         return pkt;
       }
       case 'discard':
@@ -568,6 +574,13 @@ export class MilterSession {
     if (this.sessionReply) {
       this.write(this.sessionReply);
       this.finish(m, 'session');
+      return;
+    }
+    if (m.refusal) {
+      m.scan?.abort();
+      delete m.scan;
+      this.write(m.refusal);
+      this.finish(m, m.decided ?? 'reject');
       return;
     }
     if (m.scan) {

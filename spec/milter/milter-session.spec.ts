@@ -212,6 +212,25 @@ describe('milter/milter-session over a socket', function () {
     assert.deepEqual(await c.untilFinal(), [{ type: 'addheader', name: 'X-Held', value: ' yes' }, { type: 'quarantine', reason: 'looks odd' }, { type: 'continue' }]);
   });
 
+  it('repeats a header-stage refusal at end of message and judges nothing more for that message', async () => {
+    const { port, policy } = await start(['header', 'eom'], (stage, tx) =>
+      stage === 'header' && tx.message.headers.at(-1)?.[0] === 'X-Bad' ? verdict({ action: 'reject', reply: { code: 550, enhanced: '5.7.1', lines: ['bad header'] } }) : undefined,
+    );
+    const c = await client(port);
+    await negotiated(c);
+    postfixConnect(c);
+    c.send({ type: 'helo', name: 'h' }, { type: 'mail', args: ['<a@b>'] }, { type: 'rcpt', args: ['<c@d>'] }, { type: 'header', name: 'X-Bad', value: ' 1' });
+    assert.deepEqual(await c.reply(), { type: 'replycode', text: '550 5.7.1 bad header' });
+    c.send({ type: 'header', name: 'X-Other', value: ' 2' });
+    assert.deepEqual(await c.reply(), { type: 'continue' });
+    c.send({ type: 'eob', chunk: Buffer.alloc(0) });
+    assert.deepEqual(await c.untilFinal(), [{ type: 'replycode', text: '550 5.7.1 bad header' }]);
+    assert.deepEqual(
+      policy.calls.map((x) => x.stage),
+      ['header'],
+    );
+  });
+
   it('sends PROGRESS while a slow verdict runs, then exactly one final reply', async () => {
     const { port } = await start(['eom'], async () => {
       await new Promise((r) => setTimeout(r, 550));
