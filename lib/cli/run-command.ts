@@ -33,50 +33,61 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const parsed = parseArgs('sluice run', args, OPTIONS);
   takePositionals('sluice run', parsed, []);
   const file = optionValue(parsed, 'config') ?? 'conf/sluice.yaml';
-  let daemon: Daemon;
-  try {
-    daemon = await Daemon.start({ configPath: file, cwd: io.cwd, registry: builtinDoors() });
-  } catch (err) {
-    if (err instanceof DiagnosticsError) {
-      for (const d of err.diagnostics) io.stderr(formatDiagnostic(d) + '\n');
-      io.stderr(`sluice run: not started: ${err.diagnostics.length} problem${err.diagnostics.length === 1 ? '' : 's'} in the configuration or rules\n`);
-    } else {
-      io.stderr(`sluice run: not started: ${err instanceof Error ? err.message : String(err)}\n`);
-    }
-    return EXIT.ERROR;
-  }
+  // Signal handlers go in before the daemon starts, so a signal that arrives while it starts (or right after its
+  // "sluice started" line) is never the default action (kill): a stop signal then stops it once it is up.
+  let daemon: Daemon | undefined;
+  let stopRequested = false;
   const onStop = (signal: NodeJS.Signals): void => {
-    daemon.logger.info({ signal }, 'signal received');
-    void daemon.stop();
+    stopRequested = true;
+    daemon?.logger.info({ signal }, 'signal received');
+    void daemon?.stop();
   };
-  const onUsr1 = (): void => daemon.logStatus();
+  const onUsr1 = (): void => daemon?.logStatus();
   const onHup = (): void => {
-    daemon.logger.info({ signal: 'SIGHUP' }, 'signal received');
-    void daemon.reload();
+    // While starting, the configuration is being read anyway: nothing to reload.
+    daemon?.logger.info({ signal: 'SIGHUP' }, 'signal received');
+    void daemon?.reload();
   };
   // A bug that escapes every handler: log it through the daemon's logger, stop at once, exit 1 (the service
   // manager restarts us) instead of dying with a bare stack trace on stderr.
   let failed = false;
   const onFatal = (err: unknown): void => {
     failed = true;
+    if (!daemon) {
+      io.stderr(`sluice run: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      return;
+    }
     daemon.logger.error({ err }, 'internal error; stopping');
     void daemon.stop(0);
   };
-  process.on('SIGTERM', onStop);
-  process.on('SIGINT', onStop);
-  process.on('SIGHUP', onHup);
-  process.on('SIGUSR1', onUsr1);
-  process.on('uncaughtException', onFatal);
-  process.on('unhandledRejection', onFatal);
+  const handlers: Array<[string, (...a: never[]) => void]> = [
+    ['SIGTERM', onStop],
+    ['SIGINT', onStop],
+    ['SIGHUP', onHup],
+    ['SIGUSR1', onUsr1],
+    ['uncaughtException', onFatal],
+    ['unhandledRejection', onFatal],
+  ];
+  for (const [event, h] of handlers) process.on(event, h as (...a: unknown[]) => void);
   try {
+    try {
+      daemon = await Daemon.start({ configPath: file, cwd: io.cwd, registry: builtinDoors() });
+    } catch (err) {
+      if (err instanceof DiagnosticsError) {
+        for (const d of err.diagnostics) io.stderr(formatDiagnostic(d) + '\n');
+        io.stderr(`sluice run: not started: ${err.diagnostics.length} problem${err.diagnostics.length === 1 ? '' : 's'} in the configuration or rules\n`);
+      } else {
+        io.stderr(`sluice run: not started: ${err instanceof Error ? err.message : String(err)}\n`);
+      }
+      return EXIT.ERROR;
+    }
+    if (stopRequested) {
+      daemon.logger.info({}, 'stop requested while starting');
+      void daemon.stop();
+    }
     await daemon.stopped;
   } finally {
-    process.off('SIGTERM', onStop);
-    process.off('SIGINT', onStop);
-    process.off('SIGHUP', onHup);
-    process.off('SIGUSR1', onUsr1);
-    process.off('uncaughtException', onFatal);
-    process.off('unhandledRejection', onFatal);
+    for (const [event, h] of handlers) process.off(event, h as (...a: unknown[]) => void);
   }
   return failed ? EXIT.ERROR : EXIT.OK;
 }
