@@ -197,16 +197,17 @@ export class PolicyEngine implements PolicyPort {
     };
   }
 
-  private commit(ctx: EvalContext, f: Firing, acc: Accumulator, newLock: boolean | undefined): void {
+  /** `lock`: what happened to the rule's lock: new, already there (extended), or not set (allow-listed, store down). */
+  private commit(ctx: EvalContext, f: Firing, acc: Accumulator, lock: 'created' | 'exists' | 'skipped' | undefined): void {
     const rule = f.rule;
     acc.hits.push({ rule: rule.name, stage: rule.stage, location: rule.location, action: rule.action, because: f.because });
     for (const h of f.headers) acc.mutations.push(h);
     for (const t of rule.tags) acc.effects.push({ kind: 'tag', tag: t, rule: rule.name });
-    if (rule.lock && f.lockValue !== undefined) {
+    if (rule.lock && f.lockValue !== undefined && (lock === 'created' || lock === 'exists')) {
       acc.effects.push({ kind: 'lock', subject: rule.lock.subject, key: lockKey(rule.lock.subject, f.lockValue), durationMs: rule.lock.durationMs, reason: f.lockReason ?? '', rule: rule.name });
     }
     // With a lock, hooks run once per newly created lock (smtp-gated's action script); without, every time.
-    const runHooks = rule.lock === undefined || newLock === true;
+    const runHooks = rule.lock === undefined || lock === 'created';
     if (runHooks && rule.hooks.length > 0) {
       const env = hookEnv(ctx, f, this.proxyName);
       for (const hook of rule.hooks) acc.effects.push({ kind: 'hook', hook, rule: rule.name, env });
@@ -229,14 +230,17 @@ export class PolicyEngine implements PolicyPort {
     const lock = f.rule.lock;
     if (!lock || f.lockValue === undefined) return;
     const key = lockKey(lock.subject, f.lockValue);
-    let created = false;
+    let outcome: 'created' | 'exists' | 'skipped' = 'skipped';
     try {
-      if (this.dryRunLocks) created = (await this.withTimeout(this.providers.locks.isLocked(key))) === undefined;
-      else created = (await this.withTimeout(this.providers.locks.lock(key, lock.durationMs, f.lockReason ?? '', f.rule.name))).created;
+      if (this.dryRunLocks) outcome = (await this.withTimeout(this.providers.locks.isLocked(key))) === undefined ? 'created' : 'exists';
+      else {
+        const r = await this.withTimeout(this.providers.locks.lock(key, lock.durationMs, f.lockReason ?? '', f.rule.name));
+        outcome = r.created ? 'created' : r.allowListed ? 'skipped' : 'exists';
+      }
     } catch (e) {
       this.logger.warn({ err: (e as Error).message, key, rule: f.rule.name, session: ctx.tx.session.id }, 'lock store failed; lock not set');
     }
-    this.commit(ctx, f, acc, created);
+    this.commit(ctx, f, acc, outcome);
   }
 
   /** Fetches the fact a rule asked for and, in parallel, every other fact its condition may read. */

@@ -142,7 +142,8 @@ describe('policy/policy-engine', () => {
     const p = providers();
     await p.locks.allow('client:203.0.113.0/24', 'ours');
     const v = await new PolicyEngine(rs, p).evaluate('helo', helo(tx(), 'x'));
-    assert.equal(v.effects.filter((x) => x.kind === 'hook').length, 0);
+    assert.equal(v.action, 'reject');
+    assert.deepEqual(v.effects, [], 'neither a hook nor a lock effect for an allow-listed client');
     assert.equal(await p.locks.isLocked('client:203.0.113.9'), undefined);
   });
 
