@@ -191,6 +191,18 @@ describe('policy/policy-engine', () => {
     assert.deepEqual(v.reply, { code: 421, enhanced: '4.3.0', lines: ['try later'] });
   });
 
+  it('a lock action against a store that is down still answers, without hook or lock effect, and logs a warning', async () => {
+    const warned: object[] = [];
+    const logger: Logger = { debug: () => undefined, info: () => undefined, warn: (o) => void warned.push(o), error: () => undefined, child: () => logger };
+    const p = providers();
+    p.locks.lock = () => Promise.reject(new Error('redis down'));
+    const rs = rules('rule l at helo: => reject 550 5.7.1 "no" lock 1h reason "X" hook h tag t');
+    const v = await new PolicyEngine(rs, p, { logger }).evaluate('helo', helo(tx(), 'x'));
+    assert.equal(v.action, 'reject');
+    assert.deepEqual(v.effects, [{ kind: 'tag', tag: 't', rule: 'l' }]);
+    assert.equal(warned.length, 1);
+  });
+
   it('turns an unexpected exception into the generic tempfail and logs it', async () => {
     const logged: object[] = [];
     const logger: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: (o) => void logged.push(o), child: () => logger };
