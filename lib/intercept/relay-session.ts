@@ -732,6 +732,7 @@ export class RelaySession {
     if (framer.done) {
       // Bytes after the end of data while the eom verdict is pending: they are the next commands.
       this.dataRest = this.dataRest ? Buffer.concat([this.dataRest, chunk]) : chunk;
+      if (this.dataRest.length > READ_AHEAD) this.client.pause();
       return;
     }
     const out = framer.push(chunk);
@@ -753,7 +754,7 @@ export class RelaySession {
       if (full && up) {
         this.client.pause();
         up.once('drain', () => {
-          if (this.phase === 'data') this.client.resume();
+          if (this.phase === 'data' && this.framer && !this.framer.done) this.client.resume();
         });
       }
       for (const c of out.content) {
@@ -776,9 +777,13 @@ export class RelaySession {
 
   private onHeaderBlock(headers: ReadonlyArray<readonly [string, string]>, truncated: boolean): void {
     if (truncated) this.log.info({ event: 'HEADERS', truncated }, 'header block over the cap: rules see the first part');
-    for (const [name, value] of headers) this.tx = reduceTransaction(this.tx, { stage: 'header', name, value });
-    const stages = this.deps.policy.needs.stages;
-    if (stages.has('header')) this.contentVerdicts.push(this.evaluate('header', { stage: 'eoh' }));
+    const perHeader = this.deps.policy.needs.stages.has('header');
+    for (const [name, value] of headers) {
+      const event: StageEvent = { stage: 'header', name, value };
+      this.tx = reduceTransaction(this.tx, event);
+      // evaluate() reads this.tx synchronously, so each header rule sees the headers up to this one.
+      if (perHeader) this.contentVerdicts.push(this.evaluate('header', event));
+    }
     this.tx = reduceTransaction(this.tx, { stage: 'eoh' });
     this.contentVerdicts.push(this.evaluate('eoh', { stage: 'eoh' }));
   }

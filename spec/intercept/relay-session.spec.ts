@@ -77,6 +77,19 @@ describe('intercept relay session (fault upstream, raw client)', function () {
     assert.ok(!up.connections[0]!.raw.includes('bad@example.net'));
   });
 
+  it('header rules run once per header, each seeing that header as header.name/header.value', async () => {
+    const { up } = await setup({ rules: 'rule xm at header: header.name == "X-Mailer" and header.value ~ /^BadMailer/ => reject 550 5.7.1 "Mailer {header.value} refused"' });
+    const c = await client();
+    await c.reply();
+    await c.cmd('EHLO client.test');
+    await c.cmd('MAIL FROM:<a@b.example>');
+    await c.cmd('RCPT TO:<c@d.example>');
+    await c.cmd('DATA');
+    assert.equal(await c.cmd('X-Mailer: BadMailer 1.0\r\nSubject: hi\r\n\r\nbody\r\n.'), '550 5.7.1 Mailer BadMailer 1.0 refused\r\n');
+    await up.waitClosed(1);
+    assert.deepEqual(up.connections[0]!.messages, []);
+  });
+
   it('the data rule sees every pipelined recipient the upstream accepted', async () => {
     await setup({ script: { delays: { RCPT: 30 } }, rules: 'rule two at data: rcpts.count > 2 => reject 550 5.5.3 "Too many recipients for {rcpts.count}"' });
     const c = await client();
