@@ -107,3 +107,29 @@ describe('native socket helper (loopback)', () => {
     assert.ok(Date.now() - t0 >= 190);
   });
 });
+
+describe('native helper missing', () => {
+  it('modes that need it fail with a message saying how to build it', async () => {
+    // A copy of the loader outside the repo finds no native/build above it.
+    const { copyFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { makeTempDir } = await import('../helpers/temp-dir.js');
+    const { buildRoot } = await import('../helpers/paths.js');
+    const tmp = makeTempDir();
+    try {
+      const copy = join(tmp.path, 'native-sockopt.mjs');
+      copyFileSync(join(buildRoot, 'lib', 'intercept', 'native-sockopt.js'), copy);
+      const saved = process.env['SLUICE_NATIVE'];
+      delete process.env['SLUICE_NATIVE'];
+      try {
+        const mod = (await import(copy)) as typeof import('../../lib/intercept/native-sockopt.js');
+        assert.equal(mod.loadNative(), undefined);
+        assert.throws(() => mod.requireNative('listener mode "tproxy"'), /listener mode "tproxy" needs the native socket helper: .*npx node-gyp rebuild -C native/);
+      } finally {
+        if (saved !== undefined) process.env['SLUICE_NATIVE'] = saved;
+      }
+    } finally {
+      tmp.remove();
+    }
+  });
+});
