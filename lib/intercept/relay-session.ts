@@ -824,8 +824,8 @@ export class RelaySession {
     }
     if (!refusal && this.scanJob) {
       const job = this.scanJob;
+      const outcome = await job.end(); // shutdown() may still abort it while it runs (client gone)
       this.scanJob = undefined;
-      const outcome = await job.end();
       this.tx = reduceTransaction(this.tx, { stage: 'scan', results: outcome.results });
       if (outcome.rewritten) this.log.info({ event: 'SCAN' }, 'filter rewrote the message; the interceptor streams and cannot apply it');
     }
@@ -1049,7 +1049,6 @@ export class RelaySession {
   private onTimeout(): void {
     const phase = this.phase;
     this.log.info({ event: 'TIMEOUT', phase, waitingForUpstream: this.outstandingUpstream() > 0 }, 'session timed out');
-    this.closeReason = 'timeout';
     if (phase === 'connecting' && !this.greetingRelayed && this.upstream) {
       this.upstreamFailed(TAKEOVER_REASONS.upstreamTimeout, 'greeting timeout');
       return;
@@ -1058,6 +1057,7 @@ export class RelaySession {
       this.upstreamFailed(TAKEOVER_REASONS.upstreamTimeout, 'upstream reply timeout');
       return;
     }
+    this.closeReason = 'timeout';
     if (phase !== 'opaque') this.writeClient(formatReply({ code: 421, enhanced: '4.4.2', lines: [`${this.deps.hostname} Timeout, closing connection`] }, this.enhanced));
     this.shutdown();
   }
