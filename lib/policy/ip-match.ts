@@ -129,22 +129,28 @@ export class CidrSet {
     this.size++;
     if (!c.ip.v6) {
       let s = this.v4.get(c.prefix);
-      if (!s) this.v4.set(c.prefix, (s = new Set()));
+      if (!s) {
+        this.v4.set(c.prefix, (s = new Set()));
+        this.v4Lengths = [...this.v4.keys()].sort((a, b) => b - a);
+      }
       s.add(((c.ip.words[0] as number) & maskFor(c.prefix)) >>> 0);
-      this.v4Lengths = [...this.v4.keys()].sort((a, b) => b - a);
     } else if (c.prefix <= 64) {
       let m = this.v6short.get(c.prefix);
-      if (!m) this.v6short.set(c.prefix, (m = new Map()));
+      if (!m) {
+        this.v6short.set(c.prefix, (m = new Map()));
+        this.v6ShortLengths = [...this.v6short.keys()].sort((a, b) => b - a);
+      }
       const w = maskWords(c.ip, c.prefix).words;
       let s = m.get(w[0] as number);
       if (!s) m.set(w[0] as number, (s = new Set()));
       s.add(w[1] as number);
-      this.v6ShortLengths = [...this.v6short.keys()].sort((a, b) => b - a);
     } else {
       let s = this.v6long.get(c.prefix);
-      if (!s) this.v6long.set(c.prefix, (s = new Set()));
+      if (!s) {
+        this.v6long.set(c.prefix, (s = new Set()));
+        this.v6LongLengths = [...this.v6long.keys()].sort((a, b) => b - a);
+      }
       s.add(maskWords(c.ip, c.prefix).words.join(','));
-      this.v6LongLengths = [...this.v6long.keys()].sort((a, b) => b - a);
     }
   }
 

@@ -133,7 +133,7 @@ export function compileRules(sources: readonly RuleSource[], opts: CompileOption
     const rank = (f: string | undefined): number => (f === undefined ? -1 : (order.get(f) ?? sources.length));
     const sorted = sink.items
       .map((d, i) => ({ d, i }))
-      .sort((a, b) => rank(a.d.location?.file) - rank(b.d.location?.file) || (a.d.location?.line ?? 0) - (b.d.location?.line ?? 0) || (a.d.location?.column ?? 0) - (b.d.location?.column ?? 0) || a.i - b.i)
+      .sort((a, b) => Number(a.d.code === 'rule/too-many-errors') - Number(b.d.code === 'rule/too-many-errors') || rank(a.d.location?.file) - rank(b.d.location?.file) || (a.d.location?.line ?? 0) - (b.d.location?.line ?? 0) || (a.d.location?.column ?? 0) - (b.d.location?.column ?? 0) || a.i - b.i)
       .map((x) => x.d);
     throw new DiagnosticsError(sorted);
   }

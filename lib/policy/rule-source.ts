@@ -35,7 +35,11 @@ export class DiagnosticSink {
   }
 
   error(code: string, message: string, span: Span | undefined, hint?: string): void {
-    if (this.items.length >= DiagnosticSink.MAX) return;
+    if (this.items.length > DiagnosticSink.MAX) return;
+    if (this.items.length === DiagnosticSink.MAX) {
+      this.items.push({ code: 'rule/too-many-errors', message: `more than ${DiagnosticSink.MAX} errors; the rest are not shown` });
+      return;
+    }
     if (!span) {
       this.items.push(hint ? { code, message, hint } : { code, message });
       return;

@@ -157,4 +157,10 @@ describe('policy/rule-checker diagnostics', () => {
     ];
     for (const [text, want] of cases) assert.equal(one(text, { dnsLists: new Set() }), want, text.slice(0, 80));
   });
+
+  it('stops listing after 200 errors, saying so last', () => {
+    const d = diags('rule a at helo: heloo == x => reject\n'.repeat(500));
+    assert.equal(d.length, 201);
+    assert.deepEqual(d[200], { code: 'rule/too-many-errors', message: 'more than 200 errors; the rest are not shown' });
+  });
 });
