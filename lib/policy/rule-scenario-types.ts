@@ -19,7 +19,7 @@ export interface Scenario {
    * Provider and scanner facts: "spf" → "fail"; "dnsbl.<zone>" → "127.0.0.2" | "failed" | "none";
    * "virus" → name; "spam.score" → "7.5"; "spam.threshold" → "5"; "spam.symbols" → "A,B"; "filter.code" → "1";
    * "scan.failed.<scanner>" → reason; "scan.skipped" → "clamd,spamd"; "time" → ISO 8601 or Unix ms;
-   * "locks" → "failed" (the lock store is down).
+   * "locks" → "failed" (the lock store is down); "door" → "milter" (default "test"); "earlytalker" → "yes".
    */
   facts?: Record<string, string>;
   /** Existing locks: key "client:<ip>" or "auth:<user>". */

@@ -3,7 +3,7 @@
  * header per header, eoh, eom) with the shared transaction reducer, up to the first final verdict.
  * One function for embedded tests and `policy test --explain`.
  */
-import { RULE_STAGES, type RuleStage, type StageEvent } from '../core/stage.js';
+import { RULE_STAGES, type DoorName, type RuleStage, type StageEvent } from '../core/stage.js';
 import { acceptRecipient, reduceTransaction, startTransaction, type Transaction } from '../core/transaction.js';
 import { CONTINUE, type Effect, type HeaderMutation, type RuleHit, type Verdict } from '../core/verdict.js';
 import { parseIp } from './ip-match.js';
@@ -35,6 +35,11 @@ export interface ScenarioRun {
   readonly decidedAt?: RuleStage;
 }
 
+function scenarioDoor(s: Scenario): DoorName {
+  const d = s.facts?.['door'];
+  return d === 'intercept' || d === 'milter' || d === 'filter' || d === 'policy' ? d : 'test';
+}
+
 function parseDestination(d: string): { ip: string; port: number } | undefined {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(d) ?? /^([^:]+):(\d+)$/.exec(d);
   if (m) return { ip: m[1] as string, port: Number(m[2]) };
@@ -53,7 +58,8 @@ export async function playScenario(engine: PolicyEngine, s: Scenario, opts: { ex
   let tx: Transaction = startTransaction(
     {
       stage: 'connect',
-      door: 'test',
+      door: scenarioDoor(s),
+      earlytalker: s.facts?.['earlytalker'] === 'yes',
       client: { ip: s.client ?? SCENARIO_DEFAULTS.client, port: s.clientPort ?? SCENARIO_DEFAULTS.clientPort },
       clientName: s.clientName ?? 'unknown',
       ...(dest ? { destination: dest, destinationSource: 'fixed' as const } : {}),

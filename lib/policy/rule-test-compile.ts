@@ -23,9 +23,10 @@ import { isParsedNumber, parseNumberWithUnit } from './rule-values.js';
 export type { CompiledTest };
 
 const KEYWORDS = [
-  'client', 'client.name', 'destination', 'helo', 'ehlo', 'tls', 'auth', 'sender', 'rcpt', 'header', 'size', 'declared-size',
+  'client', 'client.name', 'destination', 'door', 'earlytalker', 'helo', 'ehlo', 'tls', 'auth', 'sender', 'rcpt', 'header', 'size', 'declared-size',
   'time', 'spf', 'dnsbl', 'dnswl', 'rhsbl', 'virus', 'spam', 'filter', 'scanner', 'locked', 'locks', 'fact', 'expect',
 ];
+const DOORS = ['intercept', 'milter', 'filter', 'policy', 'test'] as const;
 const ACTIONS: readonly VerdictAction[] = ['continue', 'accept', 'reject', 'tempfail', 'discard', 'quarantine'];
 
 type Arg = TestStatement['args'][number];
@@ -76,6 +77,14 @@ export function compileTest(t: TestNode, sink: DiagnosticSink, _lists: ReadonlyM
         break;
       case 'tls':
         sc.tls = a.length === 0 || ['on', 'yes', 'true'].includes(word(0));
+        break;
+      case 'door':
+        if (!need(1, 'door milter')) break;
+        if (!(DOORS as readonly string[]).includes(word(0))) bad(`${JSON.stringify(word(0))} is not a door`, `doors: ${DOORS.join(', ')}`, a[0] as Arg);
+        facts['door'] = word(0);
+        break;
+      case 'earlytalker':
+        facts['earlytalker'] = 'yes';
         break;
       case 'auth':
         if (need(1, 'auth alice')) sc.auth = word(0);

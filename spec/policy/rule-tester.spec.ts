@@ -19,6 +19,7 @@ rule nat-header at data:   => add header "X-NAT-Received" "from [{client.ip}]:{c
 rule virus at eom:         virus => reject 550 5.7.1 "Malware found ({virus.name})" tag virus
 rule spam at eom:          spam.score >= spam.threshold => quarantine "spam"
 rule night at connect:     hour < 5 and not client in trusted => tag night
+rule early at connect:     earlytalker and door == milter => tag early-milter
 test "localhost is refused" { client 203.0.113.9; helo "localhost"; expect reject 550 5.7.1 at helo }
 test "trusted clients skip everything" { client 127.0.0.1; helo "localhost"; expect accept at connect }
 test "customer must authenticate" { client 198.51.100.7; sender a@b.example; expect reject 530 5.7.0 "Authentication" at mail }
@@ -30,6 +31,7 @@ test "virus" { virus "Eicar-Test-Signature"; expect reject 550 "Eicar" at eom; e
 test "nat header" { client 203.0.113.9 port 4000; expect header "X-NAT-Received" ~ /^from \\[203\\.0\\.113\\.9\\]:4000 \\[ident-empty\\]\\n\\tby sluice\\.test with TPROXY id \\d+\\.\\d+$/ }
 test "locked client" { client 203.0.113.50; locked client 203.0.113.50 reason "REGEX_HELO"; expect reject 554 "Locked: REGEX_HELO" at connect }
 test "night tag" { time 2026-01-05T03:00:00Z; client 203.0.113.1; expect tag night }
+test "door" { door milter; earlytalker; expect tag early-milter }
 test "wrong on purpose" { client 203.0.113.9; helo "mx.example.net"; expect reject at helo }
 `;
 
@@ -44,7 +46,7 @@ describe('policy/rule-tester', () => {
     assert.equal(wrong?.expected, 'reject at helo');
     assert.equal(wrong?.actual, 'continue through helo');
     assert.equal(wrong?.failure, 'expected reject at helo, but no rule decided through helo');
-    assert.deepEqual(wrong?.location, { file: 'main.rules', line: 26, column: 1 });
+    assert.deepEqual(wrong?.location, { file: 'main.rules', line: 28, column: 1 });
     assert.equal(byName.get('localhost is refused')?.actual, 'reject 550 5.7.1 "Forbidden HELO/EHLO" at helo (rule bad-helo)');
     assert.equal(byName.get('localhost is refused')?.hits[0]?.because, 'helo ~ /^(localhost|\\[?[0-9.]+\\]?)$/i: true, helo is "localhost"');
     // spam never fires in any test: coverage says so.
@@ -68,7 +70,7 @@ describe('policy/rule-tester', () => {
     const rs = compileRules([{ file: 'main.rules', text: RULES }]);
     const e = await explainScenario(rs, { client: '198.51.100.9', helo: 'mx.example.net', sender: 'a@b.example' });
     assert.deepEqual(e.stages.map((s) => s.stage), ['connect', 'helo', 'mail']);
-    assert.deepEqual(e.stages[0]?.considered.map((c) => `${c.rule}:${c.matched}`), ['trusted:false', 'locked:false', 'night:false']);
+    assert.deepEqual(e.stages[0]?.considered.map((c) => `${c.rule}:${c.matched}`), ['trusted:false', 'locked:false', 'night:false', 'early:false']);
     assert.equal(e.stages[0]?.considered[1]?.because, 'client is not locked');
     assert.equal(e.final.action, 'reject');
     assert.equal(e.final.reply?.code, 530);
