@@ -1,16 +1,15 @@
 /**
- * The daemon's logger: pino writing JSON, or compact text lines (log-text-format.ts), to standard output or a
- * file. lib/ code sees it only through the core Logger interface; doors make one child per session
+ * The daemon's logger: pino writing JSON, or compact text lines (log-text-format.ts, written directly without a
+ * JSON round trip), to standard output or a file (pino's sonic-boom destination in both cases). lib/ code sees it only through the core Logger interface; doors make one child per session
  * (`logger.child({session: id})`). Disabled levels cost nothing (pino's noop methods).
  */
 import { destination, pino, stdSerializers, stdTimeFunctions, type DestinationStream, type Logger as PinoLogger } from 'pino';
 import type { Logger } from '../core/logger.js';
 import type { LogConfig } from './config-types.js';
-import { textLine } from './log-text-format.js';
+import { createTextLogger } from './log-text-format.js';
 
 export interface DaemonLogger {
   readonly logger: Logger;
-  readonly pino: PinoLogger;
   setLevel(level: LogConfig['level']): void;
   /** Reopens the log file (after logrotate moved it); no-op for standard output. */
   reopen(): void;
@@ -34,25 +33,32 @@ export function createDaemonLogger(cfg: Pick<LogConfig, 'level' | 'format' | 'fi
     process.stderr.write(`sluice: cannot write the log${cfg.file ? ` to ${cfg.file}` : ''}: ${err.message}\n`);
   });
   const sink: (s: string) => void = opts.write ?? ((s) => void sonic?.write(s));
-  const stream: DestinationStream = {
-    write: cfg.format === 'text' ? (s: string) => sink(textLine(s)) : (s: string) => sink(s),
-  };
-  const p = pino(
-    {
-      level: cfg.level,
-      base: undefined,
-      timestamp: cfg.format === 'json' ? stdTimeFunctions.isoTime : stdTimeFunctions.epochTime,
-      formatters: cfg.format === 'json' ? { level: (label) => ({ level: label }) } : {},
-      serializers: { err: stdSerializers.err },
-    },
-    stream,
-  );
-  return {
-    logger: p as unknown as Logger,
-    pino: p,
-    setLevel: (level) => {
+  let logger: Logger;
+  let setLevel: (level: LogConfig['level']) => void;
+  if (cfg.format === 'text') {
+    const text = createTextLogger(cfg.level, sink);
+    logger = text.logger;
+    setLevel = text.setLevel;
+  } else {
+    const stream: DestinationStream = { write: (s: string) => sink(s) };
+    const p: PinoLogger = pino(
+      {
+        level: cfg.level,
+        base: undefined,
+        timestamp: stdTimeFunctions.isoTime,
+        formatters: { level: (label) => ({ level: label }) },
+        serializers: { err: stdSerializers.err },
+      },
+      stream,
+    );
+    logger = p as unknown as Logger;
+    setLevel = (level) => {
       p.level = level;
-    },
+    };
+  }
+  return {
+    logger,
+    setLevel,
     reopen: () => {
       if (cfg.file && sonic) sonic.reopen();
     },

@@ -38,7 +38,18 @@ describe('daemon logger', () => {
     assert.match(lines[0] as string, / INFO  b\n$/);
   });
 
-  it('formats errors and nested values compactly', () => {
+  it('text: errors show type and message; odd values never throw', () => {
+    const lines: string[] = [];
+    const log = createDaemonLogger({ level: 'info', format: 'text' }, { write: (l) => lines.push(l) });
+    const circular: Record<string, unknown> = {};
+    circular['self'] = circular;
+    log.logger.error({ err: new TypeError('bad thing'), n: 10n, circular, skip: undefined }, 'failed');
+    assert.match(lines[0] as string, / ERROR failed err="TypeError: bad thing" n=10 circular="\[unserialisable\]"\n$/);
+    assert.equal(log.logger.isLevelEnabled?.('debug'), false);
+    assert.equal(log.logger.isLevelEnabled?.('warn'), true);
+  });
+
+  it('formats pino records compactly', () => {
     const line = formatTextRecord({ level: 50, time: 0, msg: 'failed', err: { type: 'Error', message: 'boom', stack: 'Error: boom\n at x' }, list: ['a', 'b'], ok: true });
     assert.equal(line, '1970-01-01T00:00:00.000Z ERROR failed err="Error: boom" list=["a","b"] ok=true\n');
   });
