@@ -101,7 +101,7 @@ export class MilterServer {
       this.bound = [`inet:${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${port}`];
     }
     this.server = server;
-    this.deps.logger.info({ addresses: this.bound }, 'milter door listening');
+    this.deps.logger.debug({ addresses: this.bound }, 'milter door listening');
   }
 
   private accept(socket: Socket): void {

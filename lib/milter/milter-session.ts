@@ -509,14 +509,19 @@ export class MilterSession {
 
   private feed(bytes: Buffer): void {
     const m = this.currentMessage();
+    const before = m.bytes;
     m.bytes += bytes.length;
     const cap = this.opts.deps.limits.messageSize;
     if (cap > 0 && m.bytes > cap && m.scan) {
       m.scan.abort();
       delete m.scan;
       m.truncated = true;
-      this.log.info({ bytes: m.bytes, limit: cap }, 'message over the scan size limit; scanners skipped');
+      this.log.info({ bytes: m.bytes, limit: cap }, 'message over the size limit; scanners skipped');
     }
+    // Past the most any scanner reads (ConfiguredScannerSet.maxScanBytes), stop copying: the chunk that crosses
+    // the line is still written, so each scanner sees that the message is larger than what it takes.
+    const scanMax = (this.opts.deps.scanners as { maxScanBytes?: number }).maxScanBytes ?? 0;
+    if (scanMax > 0 && before > scanMax) return;
     m.scan?.write(bytes);
   }
 

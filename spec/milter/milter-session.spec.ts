@@ -282,6 +282,32 @@ describe('milter/milter-session over a socket', function () {
     assert.equal(seen[0]?.toString(), 'From: a@b\r\nX-Fold: one\r\n\ttwo\r\n\r\nline 1\r\nline 2\r\n');
   });
 
+  it('stops copying to scanners past maxScanBytes (the crossing chunk still goes, so scanners see the overflow)', async () => {
+    let written = 0;
+    const scanners = {
+      enabled: true,
+      maxScanBytes: 100,
+      start: (): ScanJob => ({ write: (b: Buffer) => void (written += b.length), end: async () => ({ results: { skipped: ['clamd'], failed: {} } }), abort: () => undefined }),
+      close: async () => undefined,
+    };
+    const { port, policy } = await start(['eom'], () => undefined, { scanners });
+    const c = await client(port);
+    await negotiated(c);
+    postfixConnect(c);
+    c.send({ type: 'helo', name: 'h' }, { type: 'mail', args: ['<a@b>'] }, { type: 'rcpt', args: ['<c@d>'] }, { type: 'header', name: 'From', value: ' a@b' }, { type: 'eoh' });
+    for (let i = 0; i < 5; i++) {
+      c.send({ type: 'body', chunk: Buffer.alloc(60, 0x61) });
+      assert.deepEqual(await c.reply(), { type: 'continue' });
+    }
+    c.send({ type: 'eob', chunk: Buffer.alloc(0) });
+    assert.deepEqual(await c.untilFinal(), [{ type: 'continue' }]);
+    const headerBytes = 'From: a@b\r\n\r\n'.length;
+    assert.equal(written, headerBytes + 60 * 2, 'header block + two chunks: the second crosses 100 bytes, the rest are not copied');
+    const eom = policy.calls.find((x) => x.stage === 'eom')?.tx;
+    assert.equal(eom?.message.size, headerBytes + 300, 'the size still counts every byte');
+    assert.deepEqual(eom?.message.scan.skipped, ['clamd']);
+  });
+
   it('closes the connection on a zero length, a huge length, an unknown command, a command before OPTNEG; others go on', async () => {
     const { port, logger } = await start(['rcpt'], () => undefined, { maxPacket: 65536 + 1024 });
     const healthy = await client(port);
