@@ -10,7 +10,7 @@ import type { EvalContext } from './rule-context.js';
 import { availableAt, FIELDS, slotOf, type FieldDef } from './rule-fields.js';
 import { parseIp, type ParsedIp } from './ip-match.js';
 import { buildList, inAddressList, inLowerStringList, inStringList, type CompiledList } from './rule-lists.js';
-import { didYouMean, type DiagnosticSink, type Span } from './rule-source.js';
+import { didYouMean, type DiagnosticSink } from './rule-source.js';
 import { isParsedNumber, parseNumberWithUnit } from './rule-values.js';
 
 /** A compiled condition: `test` decides, `explain` says why in words (called only for traces and hits). */
@@ -604,4 +604,3 @@ export function finishRegexGroups(groups: Map<string, RegexGroup>): void {
   }
 }
 
-export type { Span };

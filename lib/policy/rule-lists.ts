@@ -7,7 +7,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import type { ItemNode, ListNode } from './rule-ast.js';
-import { CidrSet, parseCidr, parseIp, type ParsedIp } from './ip-match.js';
+import { CidrSet, parseCidr, type ParsedIp } from './ip-match.js';
 import type { DiagnosticSink, Span } from './rule-source.js';
 
 /** Largest list file read (bytes) and most entries in one list. */
@@ -132,4 +132,3 @@ export function inStringList(list: CompiledList, value: string | undefined): boo
   return false;
 }
 
-export { parseIp };

@@ -3,7 +3,7 @@
  * header per header, eoh, eom) with the shared transaction reducer, up to the first final verdict.
  * One function for embedded tests and `policy test --explain`.
  */
-import { RULE_STAGES, type DoorName, type RuleStage, type StageEvent } from '../core/stage.js';
+import type { DoorName, RuleStage, StageEvent } from '../core/stage.js';
 import { acceptRecipient, reduceTransaction, startTransaction, type Transaction } from '../core/transaction.js';
 import { CONTINUE, type Effect, type HeaderMutation, type RuleHit, type Verdict } from '../core/verdict.js';
 import { parseIp } from './ip-match.js';
@@ -133,4 +133,3 @@ function aggregate(mutations: HeaderMutation[], effects: Effect[], hits: RuleHit
   return { action: 'continue', mutations, effects, hits };
 }
 
-export { RULE_STAGES };
