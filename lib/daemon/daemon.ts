@@ -116,8 +116,8 @@ export class Daemon {
   }
 
   private async startDoor(plan: DoorPlan, runtime: Runtime): Promise<RunningDoor> {
-    const doorLogger = this.log.logger.child({ door: plan.name });
-    const door = this.options.registry.create(plan, runtime.config, runtime.depsFor(plan.name, doorLogger));
+    // Every door binds its own `door` field (and a session id per session) on the logger it is given.
+    const door = this.options.registry.create(plan, runtime.config, runtime.depsFor(plan.name, this.log.logger));
     await door.start();
     const running: RunningDoor = { plan, door, runtime };
     this.doors.set(plan.key, running);
@@ -257,7 +257,7 @@ export class Daemon {
     for (const r of startedFresh) this.doors.set(r.plan.key, r);
     for (const p of keep) {
       const cur = this.doors.get(p.key) as RunningDoor;
-      cur.door.update(runtime.depsFor(p.name, this.log.logger.child({ door: p.name })));
+      cur.door.update(runtime.depsFor(p.name, this.log.logger));
       cur.runtime = runtime;
     }
     const drainMs = old.config.drainTimeout;
