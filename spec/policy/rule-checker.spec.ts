@@ -163,4 +163,10 @@ describe('policy/rule-checker diagnostics', () => {
     assert.equal(d.length, 201);
     assert.deepEqual(d[200], { code: 'rule/too-many-errors', message: 'more than 200 errors; the rest are not shown' });
   });
+
+  it('bounds literals: over-long words, strings and regexes are diagnostics', () => {
+    assert.equal(one('rule a at helo: helo == ' + 'x'.repeat(9000) + ' => reject'), '1:25 rule/bad-word word is longer than 8192 characters');
+    assert.equal(one('rule a at helo: helo == "' + 'x'.repeat(9000) + '" => reject'), '1:25 rule/bad-string string is longer than 8192 characters');
+    assert.equal(one('rule a at helo: helo ~ /' + 'x'.repeat(9000) + '/ => reject'), '1:24 rule/bad-regex regex is longer than 8192 characters');
+  });
 });
