@@ -129,9 +129,16 @@ async function main(): Promise<void> {
   }
   const self = fileURLToPath(import.meta.url);
   const rows: Record<string, number>[] = [];
+  // Three fresh processes per size; the median run (by CPU throughput) is reported, which keeps a noisy,
+  // shared machine from deciding the result.
   for (const n of [10, 100, 1000]) {
-    const out = execFileSync(process.execPath, [self, '--scenario', String(n)], { encoding: 'utf8', timeout: 60_000 });
-    rows.push(JSON.parse(out.trim().split('\n').pop() as string) as Record<string, number>);
+    const runs: Record<string, number>[] = [];
+    for (let k = 0; k < 3; k++) {
+      const out = execFileSync(process.execPath, [self, '--scenario', String(n)], { encoding: 'utf8', timeout: 60_000 });
+      runs.push(JSON.parse(out.trim().split('\n').pop() as string) as Record<string, number>);
+    }
+    runs.sort((a, b) => (a['txPerCpuSec'] as number) - (b['txPerCpuSec'] as number));
+    rows.push({ ...(runs[1] as Record<string, number>), runs: runs.length });
   }
   console.log('policy engine: one transaction = connect, helo, mail, rcpt, data (one core, no I/O)');
   console.log('rules   tx/s (wall)  tx/s (per CPU s)  CPU µs/tx  compile ms   target tx/s   ok');
