@@ -4,6 +4,8 @@
  * accepted, parameters are KEY[=VALUE] pairs. Never throws on peer input: problems come back as `{ verb: 'INVALID' }`.
  */
 
+import { isUtf8 } from 'node:buffer';
+
 /** Verbs the intercept door handles by name. Anything else is `OTHER` and carries its verb. */
 export const SMTP_VERBS = {
   HELO: 'HELO', // RFC 5321 §4.1.1.1
@@ -44,7 +46,8 @@ const SIMPLE = new Set(['DATA', 'RSET', 'QUIT', 'STARTTLS', 'NOOP', 'BDAT', 'XCL
 
 /** Parses one command line (without its CRLF). Accepts a Buffer (decoded as latin1, byte-preserving) or a string. */
 export function parseCommand(input: Buffer | string): SmtpCommand {
-  const line = typeof input === 'string' ? input : input.toString('latin1');
+  // SMTPUTF8 (RFC 6531) addresses arrive as UTF-8; anything else is read byte for byte.
+  const line = typeof input === 'string' ? input : isUtf8(input) ? input.toString('utf8') : input.toString('latin1');
   const m = /^[ \t]*([A-Za-z][A-Za-z0-9-]{0,31})(?:[ \t]+(.*))?$/s.exec(line);
   if (!m) return { verb: 'INVALID', problem: line.trim() === '' ? 'empty command' : 'malformed command verb' };
   const verb = (m[1] ?? '').toUpperCase();

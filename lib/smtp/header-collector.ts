@@ -4,6 +4,8 @@
  * the block is then reported as truncated with the headers complete so far.
  */
 
+import { isUtf8 } from 'node:buffer';
+
 export interface HeaderBlock {
   readonly headers: ReadonlyArray<readonly [name: string, value: string]>;
   /** The header block was longer than the cap (or the message ended inside it). */
@@ -54,7 +56,7 @@ export class HeaderCollector {
       if (this.held + take > this.cap) return this.overflow();
       this.chunks.push(chunk.subarray(0, take));
       this.held += take;
-      this.result = { headers: parseHeaderBlock(Buffer.concat(this.chunks).toString('latin1')), truncated: false, bytes: this.held };
+      this.result = { headers: parseHeaderBlock(decodeHeaderBytes(Buffer.concat(this.chunks))), truncated: false, bytes: this.held };
       this.chunks = [];
       return this.result;
     }
@@ -69,16 +71,21 @@ export class HeaderCollector {
   /** The message ended: returns whatever was collected, if the block never completed. */
   finish(): HeaderBlock | undefined {
     if (this.result) return undefined;
-    this.result = { headers: parseHeaderBlock(Buffer.concat(this.chunks).toString('latin1')), truncated: true, bytes: this.held };
+    this.result = { headers: parseHeaderBlock(decodeHeaderBytes(Buffer.concat(this.chunks))), truncated: true, bytes: this.held };
     this.chunks = [];
     return this.result;
   }
 
   private overflow(): HeaderBlock {
-    this.result = { headers: parseHeaderBlock(Buffer.concat(this.chunks).toString('latin1')), truncated: true, bytes: this.held };
+    this.result = { headers: parseHeaderBlock(decodeHeaderBytes(Buffer.concat(this.chunks))), truncated: true, bytes: this.held };
     this.chunks = [];
     return this.result;
   }
+}
+
+/** RFC 6532 headers are UTF-8; anything else is read byte for byte. */
+function decodeHeaderBytes(b: Buffer): string {
+  return isUtf8(b) ? b.toString('utf8') : b.toString('latin1');
 }
 
 /** Offset just past the first blank line in s, or -1. */

@@ -49,3 +49,10 @@ describe('parseCommand', () => {
     fc.assert(fc.property(fc.uint8Array({ maxLength: 600 }), (b) => void parseCommand(Buffer.from(b))));
   });
 });
+
+describe('parseCommand: SMTPUTF8', () => {
+  it('decodes a UTF-8 address as UTF-8 and other bytes as latin1', () => {
+    assert.deepEqual(parseCommand(Buffer.from('RCPT TO:<jörg@exämple.de>', 'utf8')), { verb: 'RCPT', address: 'jörg@exämple.de', params: {} });
+    assert.deepEqual(parseCommand(Buffer.from([...Buffer.from('RCPT TO:<a'), 0xff, ...Buffer.from('@b>')])), { verb: 'RCPT', address: 'a\u00ff@b', params: {} });
+  });
+});
