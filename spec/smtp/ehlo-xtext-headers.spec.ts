@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { editEhloReply } from '../../lib/smtp/ehlo-capabilities.js';
-import { parseReply, type ParsedReply } from '../../lib/smtp/reply-parser.js';
+import { parseReply, ReplyParser, type ParsedReply } from '../../lib/smtp/reply-parser.js';
 import { xtextDecode, xtextEncode } from '../../lib/smtp/xtext.js';
 import { HeaderCollector } from '../../lib/smtp/header-collector.js';
 import { decodeSaslUser } from '../../lib/smtp/sasl-user.js';
@@ -64,5 +64,29 @@ describe('decodeSaslUser', () => {
     assert.equal(decodeSaslUser('PLAIN', Buffer.from('\0alice\0secret').toString('base64'), 0), 'alice');
     assert.equal(decodeSaslUser('LOGIN', Buffer.from('bob').toString('base64'), 0), 'bob');
     assert.equal(decodeSaslUser('CRAM-MD5', 'abc', 0), undefined);
+  });
+});
+
+describe('codecs never throw on arbitrary bytes', () => {
+  it('HeaderCollector: any bytes in any chunks; never holds more than its cap', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 12 }), (chunks) => {
+        const h = new HeaderCollector(512);
+        for (const c of chunks) h.push(Buffer.from(c));
+        const b = h.finish();
+        if (b) assert.ok(b.bytes <= 512);
+      }),
+    );
+  });
+  it('ReplyParser and editEhloReply: any lines', () => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof(fc.string({ maxLength: 60 }), fc.constantFrom('250-X', '250 Y', '250-CHUNKING', '220 hi')), { maxLength: 20 }), (lines) => {
+        const p = new ReplyParser(5);
+        for (const l of lines) {
+          const ev = p.pushLine(l);
+          if (ev?.kind === 'reply') editEhloReply(ev.reply, { removeStarttls: true });
+        }
+      }),
+    );
   });
 });
