@@ -10,6 +10,8 @@ import type { RuleStage } from '../../lib/core/stage.js';
 import type { Transaction } from '../../lib/core/transaction.js';
 import type { Verdict } from '../../lib/core/verdict.js';
 import type { Door } from '../../lib/daemon/door.js';
+import type { EffectRunner } from '../../lib/core/effects.js';
+import type { Effect } from '../../lib/core/verdict.js';
 import { encodeCommand, type MilterReply } from '../../lib/milter/milter-codec.js';
 import { Proto } from '../../lib/milter/milter-constants.js';
 import { createMilterDoor } from '../../lib/milter/milter-door.js';
@@ -25,13 +27,13 @@ describe('milter/milter-session over a socket', function () {
   let door: Door | undefined;
   const clients: MilterTestClient[] = [];
 
-  async function start(stages: RuleStage[], script: Script, opts: { scanners?: ScannerSet; progressIntervalMs?: number; readTimeoutMs?: number; maxPacket?: number; headers?: boolean } = {}) {
+  async function start(stages: RuleStage[], script: Script, opts: { scanners?: ScannerSet; effects?: EffectRunner; progressIntervalMs?: number; readTimeoutMs?: number; maxPacket?: number; headers?: boolean } = {}) {
     const policy = scriptedPolicy(stages, script, { headers: opts.headers ?? false });
     const logger = memoryLogger();
     const port = await freePort();
     door = createMilterDoor(
       { listen: `inet:127.0.0.1:${port}`, progressIntervalMs: opts.progressIntervalMs ?? 10000, readTimeoutMs: opts.readTimeoutMs ?? 10000, maxPacket: opts.maxPacket ?? 1 << 20 },
-      testDeps(policy, { logger, ...(opts.scanners ? { scanners: opts.scanners } : {}) }),
+      testDeps(policy, { logger, ...(opts.scanners ? { scanners: opts.scanners } : {}), ...(opts.effects ? { effects: opts.effects } : {}) }),
     );
     await door.start();
     return { policy, logger, port };
@@ -355,6 +357,19 @@ describe('milter/milter-session over a socket', function () {
     assert.deepEqual(await c.reply(), { type: 'continue' });
     assert.equal(policy.calls[0]?.tx.session.clientName, 'unknown');
     assert.deepEqual(policy.calls[1]?.tx.session.client, { ip: '2001:db8::5', port: 2 });
+  });
+
+  it('hands verdict effects to the effect runner with the transaction they were decided on', async () => {
+    const ran: Array<{ effects: readonly Effect[]; sender?: string }> = [];
+    const effects: EffectRunner = { run: (e, tx) => void ran.push({ effects: e, ...(tx.envelope.mailFrom !== undefined ? { sender: tx.envelope.mailFrom } : {}) }) };
+    const hook: Effect = { kind: 'hook', hook: 'notify', rule: 'r1', env: { A: '1' } };
+    const { port } = await start(['mail'], () => verdict({ action: 'reject', effects: [hook] }), { effects });
+    const c = await client(port);
+    await negotiated(c);
+    postfixConnect(c);
+    c.send({ type: 'helo', name: 'h' }, { type: 'mail', args: ['<s@x>'] });
+    assert.deepEqual(await c.reply(), { type: 'reject' });
+    assert.deepEqual(ran, [{ effects: [hook], sender: 's@x' }]);
   });
 
   it('judges auth rules at MAIL from the auth macros', async () => {
