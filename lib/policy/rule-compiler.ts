@@ -14,7 +14,7 @@ import { compileCondition, finishRegexGroups, type Cond, type ConditionEnv, type
 import { buildList, loadListFile, type CompiledList } from './rule-lists.js';
 import { parseRules } from './rule-parser.js';
 import { DiagnosticSink, didYouMean, SourceFile, spanLocation, type Span } from './rule-source.js';
-import { compileTemplate, type Template } from './rule-template.js';
+import { compileTemplate, type Template, type TemplateUses } from './rule-template.js';
 import { compileTest, type CompiledTest } from './rule-test-compile.js';
 import type { EvalContext } from './rule-context.js';
 import { STAGE_INDEX } from './rule-fields.js';
@@ -102,7 +102,8 @@ export function compileRules(sources: readonly RuleSource[], opts: CompileOption
   }
 
   const groups = new Map<string, RegexGroup>();
-  const uses = { spf: false, headers: false, scan: false, dnsLists: new Set<string>(), locks: false };
+  // Shared by conditions and templates (TemplateUses): what the rules read, and the configured zones.
+  const uses: ConditionEnv['uses'] & TemplateUses = { spf: false, headers: false, scan: false, dnsLists: new Set<string>(), locks: false, ...(opts.dnsLists ? { zones: opts.dnsLists } : {}) };
   const env: ConditionEnv = { sink, lists, groups, uses, prefetch: [], ...(opts.dnsLists ? { dnsLists: opts.dnsLists } : {}) };
   const rules: CompiledRule[] = [];
   const ruleDecls = new Map<string, RuleNode>();

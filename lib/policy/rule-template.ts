@@ -6,7 +6,7 @@
  */
 import type { RuleStage } from '../core/stage.js';
 import type { EvalContext } from './rule-context.js';
-import { availableAt, FIELDS, fieldAsText, VARIABLES } from './rule-fields.js';
+import { availableAt, dnsFact, FIELDS, fieldAsText, STAGE_INDEX, VARIABLES } from './rule-fields.js';
 import { didYouMean, type DiagnosticSink, type Span } from './rule-source.js';
 
 export type TemplatePart = string | ((ctx: EvalContext, rule: string) => string);
@@ -35,7 +35,12 @@ export interface TemplateUses {
   spf: boolean;
   scan: boolean;
   headers: boolean;
+  dnsLists: Set<string>;
+  /** Configured zones, when known (unknown zones in {dnsbl(x).reason} are errors then). */
+  readonly zones?: ReadonlySet<string>;
 }
+
+const DNS_VAR = /^(dnsbl|dnswl|rhsbl)\(([A-Za-z0-9_.-]{1,100})\)\.(reason|code)$/;
 
 export function compileTemplate(text: string, span: Span, stage: RuleStage, sink: DiagnosticSink, uses?: TemplateUses): Template {
   const parts: TemplatePart[] = [];
@@ -82,6 +87,24 @@ export function compileTemplate(text: string, span: Span, stage: RuleStage, sink
 }
 
 function variableGetter(name: string, stage: RuleStage, span: Span, sink: DiagnosticSink, uses?: TemplateUses): TemplatePart | undefined {
+  const dm = DNS_VAR.exec(name);
+  if (dm) {
+    const [, kind, zone, what] = dm as unknown as [string, 'dnsbl' | 'dnswl' | 'rhsbl', string, 'reason' | 'code'];
+    if (kind === 'rhsbl' && STAGE_INDEX[stage] < STAGE_INDEX.mail) {
+      sink.error('rule/field-stage', `{${name}} is not known at the ${stage} stage`, span, 'it is known from the mail stage on');
+      return undefined;
+    }
+    if (uses?.zones && !uses.zones.has(zone)) {
+      sink.error('rule/unknown-zone', `unknown DNS list \`${zone}\` in {${name}}`, span, didYouMean(zone, uses.zones) ?? 'no such DNS list is configured');
+      return undefined;
+    }
+    uses?.dnsLists.add(zone);
+    const lookup = kind === 'rhsbl' ? 'rhsbl' : 'dnsbl';
+    return (ctx) => {
+      const o = dnsFact(ctx, lookup, zone);
+      return sanitizeValue(what === 'code' ? o.codes.join(',') : (o.reason ?? ''));
+    };
+  }
   const v = VARIABLES.get(name);
   if (v) {
     if (!availableAt(v, stage)) {

@@ -152,12 +152,12 @@ describe('policy/policy-engine', () => {
     const spf: SpfProvider = { check: async (q) => (spfCalls++, { result: q.sender.endsWith('@fail.example') ? 'fail' : 'pass', identity: 'mailfrom' }) };
     const dnsLists: DnsListProvider = {
       zones: new Set(['zen', 'broken']),
-      lookupAddress: async (zone, ip) => (zone === 'broken' ? Promise.reject(new Error('SERVFAIL')) : { zone, listed: ip === '203.0.113.9', codes: ip === '203.0.113.9' ? ['127.0.0.2'] : [] }),
+      lookupAddress: async (zone, ip) => (zone === 'broken' ? Promise.reject(new Error('SERVFAIL')) : { zone, listed: ip === '203.0.113.9', codes: ip === '203.0.113.9' ? ['127.0.0.2'] : [], reason: 'https://zen.example/query/ip\r\nX' }),
       lookupDomain: async (zone) => ({ zone, listed: false, codes: [] }),
     };
     const rs = rules(`
       rule spf-fail at mail: spf == fail => reject 550 5.7.23 "SPF {spf}"
-      rule bl at rcpt: dnsbl(zen) == 127.0.0.2 => reject 554 5.7.1 "listed"
+      rule bl at rcpt: dnsbl(zen) == 127.0.0.2 => reject 554 5.7.1 "listed ({dnsbl(zen).code}: {dnsbl(zen).reason})"
       rule bl-broken at rcpt: dnsbl(broken) failed => tag dns-broken
     `, );
     const e = new PolicyEngine(rs, providers({ spf, dnsLists }));
@@ -170,7 +170,7 @@ describe('policy/policy-engine', () => {
     assert.deepEqual(r.effects, [{ kind: 'tag', tag: 'dns-broken', rule: 'bl-broken' }]);
     assert.equal(spfCalls, 2);
     const bad = await e.evaluate('rcpt', rcpt(mail(helo(tx(), 'h'), 'x@ok.example'), 'a@b'));
-    assert.equal(bad.reply?.code, 554);
+    assert.deepEqual(bad.reply, { code: 554, enhanced: '5.7.1', lines: ['listed (127.0.0.2: https://zen.example/query/ip  X)'] });
   });
 
   it('a provider that hangs past the timeout yields the error value (spf == temperror)', async () => {

@@ -153,6 +153,8 @@ describe('policy/rule-checker diagnostics', () => {
       ['rule a at helo: helo ~ "x" => reject', '1:24 rule/type-mismatch expected a /regex/ after ~ | write ~ /x/ (or use == for an exact match)'],
       ['rule a at helo: helo == /x/ => reject', '1:22 rule/type-mismatch a regex needs ~, not == | write helo ~ /x/'],
       ['rule a at connect: dnsbl(zen) => reject', '1:20 rule/unknown-zone unknown DNS list `zen` | no DNS lists are configured (dns_lists in sluice.yaml)'],
+      ['rule a at helo: => reject "{dnsbl(zem).reason}"', '1:27 rule/unknown-zone unknown DNS list `zem` in {dnsbl(zem).reason} | no such DNS list is configured'],
+      ['rule a at helo: => reject "{rhsbl(x).reason}"', '1:27 rule/field-stage {rhsbl(x).reason} is not known at the helo stage | it is known from the mail stage on'],
       ['rule a at mail: => reject lock 0s', '1:32 rule/bad-duration a lock duration must be positive | write a number and a unit: 30s, 10m, 1h, 2d, or forever'],
     ];
     for (const [text, want] of cases) assert.equal(one(text, { dnsLists: new Set() }), want, text.slice(0, 80));
