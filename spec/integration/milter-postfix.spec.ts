@@ -149,6 +149,21 @@ describe('integration/milter behind a real Postfix', function () {
     await pf!.waitForLog(/disconnect from [^\n]* mail=6 rcpt=6 data=6 /, 10_000);
   });
 
+  it('judges local submissions too (non_smtpd_milters: sendmail(1), addresses without brackets, QUIT without ABORT)', async () => {
+    const before = sink().messages().length;
+    const r = await new Promise<{ code: number; out: string }>((resolve) => {
+      const child = execFile('/usr/sbin/sendmail', ['-C', pf!.configDir, '-f', 'local@example.com', 'bob@example.net'], { timeout: 20_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? -1 : 0, out: String(stdout) + String(stderr) }),
+      );
+      child.stdin?.end('Subject: local submission\n\nhello from sendmail(1)\n');
+    });
+    assert.equal(r.code, 0, r.out);
+    const [m] = (await sink().waitForMessages(before + 1, 20_000)).slice(before);
+    assert.equal(m?.sender, 'local@example.com');
+    assert.deepEqual(m?.headers.filter(([n]) => n === 'X-Sluice').map(([, v]) => v), ['auth= client=127.0.0.1']);
+    assert.equal(m?.headers.filter(([n]) => n === 'X-Sluice-Trace').length, 1);
+  });
+
   it('survives RSET in the middle of a message and a client that disconnects mid-DATA', async () => {
     const before = sink().messages().length;
     const d = await SmtpDialog.open(pf!.smtpPort);
