@@ -6,7 +6,8 @@
  *
  * `milterEditPolicy()`: header edits the rule language cannot express yet (change and delete), scripted, to prove
  * SMFIR_CHGHEADER index semantics against real Postfix:
- *   eom: change Subject #1 to "[checked] <subject>"; delete every X-Remove-Me header; add X-Edited: yes.
+ *   eom: change Subject #1 to "[checked] <subject>"; delete every X-Remove-Me header; add X-Edited: yes;
+ *        insert X-Top: first at index 0 (above Postfix's own Received); add a two-line X-Folded.
  */
 import { join } from 'node:path';
 import type { PolicyPort } from '../../lib/core/policy-port.js';
@@ -37,6 +38,8 @@ export function milterEditPolicy(): PolicyPort {
           ...(subject ? [{ kind: 'change' as const, name: 'Subject', index: 1, value: `[checked] ${subject[1]}` }] : []),
           ...removals,
           { kind: 'add', name: 'X-Edited', value: 'yes' },
+          { kind: 'insert', name: 'X-Top', value: 'first', index: 0 },
+          { kind: 'add', name: 'X-Folded', value: 'line one\nline two' },
         ],
       });
     },

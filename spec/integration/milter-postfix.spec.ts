@@ -77,7 +77,8 @@ describe('integration/milter behind a real Postfix', function () {
       assert.ok(!names.includes('X-Sluice-Trace'), 'the engine rules are not in force for this session');
       assert.deepEqual(m.headers.filter(([n]) => n === 'Subject').map(([, x]) => x), ['[checked] edit me']);
       assert.match(m.content, /\nSubject: \[checked\] edit me\n/);
-      assert.match(m.content, /\nX-Edited: yes\n\n/);
+      assert.match(m.content, /\nX-Edited: yes\nX-Folded: line one\n\tline two\n\n/, 'folded with LF + TAB: one header, no doubled CR');
+      assert.match(m.content, /^X-Top: first\nReceived: from /, 'INSHEADER index 0 goes above Postfix\'s own Received');
     } finally {
       door!.update(engineDeps);
     }
