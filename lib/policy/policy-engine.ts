@@ -178,7 +178,17 @@ export class PolicyEngine implements PolicyPort {
       reply = replyProblem(r) === undefined ? r : GENERIC_TEMPFAIL;
     }
     const headers: HeaderMutation[] = [];
-    for (const h of rule.headers) headers.push({ kind: 'add', name: h.name, value: renderTemplate(h.value, ctx, rule.name) });
+    for (const h of rule.headers) {
+      const value = renderTemplate(h.value, ctx, rule.name);
+      headers.push(h.first ? { kind: 'insert', name: h.name, value, index: 0 } : { kind: 'add', name: h.name, value });
+    }
+    for (const name of rule.removeHeaders) {
+      // Every occurrence, last first, so the indexes stay right however the door applies them.
+      const lower = name.toLowerCase();
+      let n = 0;
+      for (const [hn] of ctx.tx.message.headers) if (hn.toLowerCase() === lower) n++;
+      for (let i = n; i >= 1; i--) headers.push({ kind: 'change', name, value: '', index: i });
+    }
     let lockReason: string | undefined;
     let lockValue: string | undefined;
     if (rule.lock) {

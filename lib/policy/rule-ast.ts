@@ -39,7 +39,8 @@ export type ActionNode =
   | { readonly kind: 'accept' | 'discard'; readonly span: Span }
   | { readonly kind: 'reject' | 'tempfail'; readonly code?: { value: string; span: Span }; readonly enhanced?: { value: string; span: Span }; readonly text?: { value: string; span: Span }; readonly span: Span }
   | { readonly kind: 'quarantine'; readonly text?: { value: string; span: Span }; readonly span: Span }
-  | { readonly kind: 'add-header'; readonly name: { value: string; span: Span }; readonly value: { value: string; span: Span }; readonly span: Span }
+  | { readonly kind: 'add-header'; readonly name: { value: string; span: Span }; readonly value: { value: string; span: Span }; readonly first?: boolean; readonly span: Span }
+  | { readonly kind: 'remove-header'; readonly name: { value: string; span: Span }; readonly span: Span }
   | { readonly kind: 'lock'; readonly subject: 'client' | 'auth'; readonly duration: { value: string; span: Span }; readonly reason?: { value: string; span: Span }; readonly span: Span }
   | { readonly kind: 'hook'; readonly name: string; readonly span: Span }
   | { readonly kind: 'tag'; readonly name: string; readonly span: Span };

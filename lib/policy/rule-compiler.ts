@@ -53,7 +53,10 @@ export interface CompiledRule {
   readonly action: VerdictAction;
   readonly reply?: ReplyTemplate;
   readonly quarantineReason?: Template;
-  readonly headers: readonly { readonly name: string; readonly value: Template }[];
+  /** Headers to add (`first`: insert as the first header line, SMFIR_INSHEADER index 0). */
+  readonly headers: readonly { readonly name: string; readonly value: Template; readonly first?: boolean }[];
+  /** Header names whose every occurrence is removed (SMFIR_CHGHEADER with an empty value). */
+  readonly removeHeaders: readonly string[];
   readonly lock?: { readonly subject: 'client' | 'auth'; readonly durationMs: number; readonly reason: Template };
   readonly hooks: readonly string[];
   readonly tags: readonly string[];
@@ -71,6 +74,7 @@ export interface CompiledRuleset {
 export const DEFAULT_REJECT = { code: 550, enhanced: '5.7.1', text: 'Rejected by policy' } as const;
 export const DEFAULT_TEMPFAIL = { code: 451, enhanced: '4.7.1', text: 'Temporarily refused by policy, try again later' } as const;
 const MESSAGE_STAGES: readonly RuleStage[] = ['mail', 'rcpt', 'data', 'header', 'eoh', 'eom'];
+const HEADER_STAGES: readonly RuleStage[] = ['eoh', 'eom'];
 const TERMINAL = new Set(['accept', 'reject', 'tempfail', 'discard', 'quarantine']);
 
 export function compileRules(sources: readonly RuleSource[], opts: CompileOptions = {}): CompiledRuleset {
@@ -171,7 +175,8 @@ function compileRule(d: RuleNode, index: number, env: ConditionEnv, opts: Compil
   let terminalSpan: Span | undefined;
   let reply: ReplyTemplate | undefined;
   let quarantineReason: Template | undefined;
-  const headers: { name: string; value: Template }[] = [];
+  const headers: { name: string; value: Template; first?: boolean }[] = [];
+  const removeHeaders: string[] = [];
   let lock: CompiledRule['lock'];
   const hooks: string[] = [];
   const tags: string[] = [];
@@ -185,7 +190,12 @@ function compileRule(d: RuleNode, index: number, env: ConditionEnv, opts: Compil
       action = a.kind as VerdictAction;
     }
     if ((a.kind === 'discard' || a.kind === 'quarantine' || a.kind === 'add-header') && !MESSAGE_STAGES.includes(stage)) {
-      sink.error('rule/action-stage', `${a.kind === 'add-header' ? 'add header' : a.kind} acts on a message and cannot be used at the ${stage} stage`, a.span, `use it at ${MESSAGE_STAGES.join(', ')}`);
+      const what = a.kind === 'add-header' ? (a.first ? 'insert header' : 'add header') : a.kind;
+      sink.error('rule/action-stage', `${what} acts on a message and cannot be used at the ${stage} stage`, a.span, `use it at ${MESSAGE_STAGES.join(', ')}`);
+      continue;
+    }
+    if (a.kind === 'remove-header' && !HEADER_STAGES.includes(stage)) {
+      sink.error('rule/action-stage', `remove header needs the message headers and cannot be used at the ${stage} stage`, a.span, `use it at ${HEADER_STAGES.join(', ')}`);
       continue;
     }
     switch (a.kind) {
@@ -195,6 +205,14 @@ function compileRule(d: RuleNode, index: number, env: ConditionEnv, opts: Compil
         break;
       case 'quarantine':
         quarantineReason = compileTemplate(a.text?.value ?? 'quarantined by rule {rule}', a.text?.span ?? a.span, stage, sink, env.uses);
+        break;
+      case 'remove-header':
+        if (!/^[\x21-\x39\x3b-\x7e]{1,100}$/.test(a.name.value)) {
+          sink.error('rule/bad-header', `${JSON.stringify(a.name.value.slice(0, 60))} is not a valid header name`, a.name.span, 'header names are printable ASCII without spaces or ":" (RFC 5322 §2.2)');
+          break;
+        }
+        removeHeaders.push(a.name.value);
+        env.uses.headers = true;
         break;
       case 'add-header': {
         if (!/^[\x21-\x39\x3b-\x7e]{1,100}$/.test(a.name.value)) {
@@ -209,7 +227,7 @@ function compileRule(d: RuleNode, index: number, env: ConditionEnv, opts: Compil
           sink.error('rule/bad-header', 'header value template is longer than 900 characters', a.value.span);
           break;
         }
-        headers.push({ name: a.name.value, value: compileTemplate(a.value.value, a.value.span, stage, sink, env.uses) });
+        headers.push({ name: a.name.value, value: compileTemplate(a.value.value, a.value.span, stage, sink, env.uses), ...(a.first ? { first: true } : {}) });
         break;
       }
       case 'lock': {
@@ -261,6 +279,7 @@ function compileRule(d: RuleNode, index: number, env: ConditionEnv, opts: Compil
     ...(reply ? { reply } : {}),
     ...(quarantineReason ? { quarantineReason } : {}),
     headers,
+    removeHeaders,
     ...(lock ? { lock } : {}),
     hooks,
     tags,

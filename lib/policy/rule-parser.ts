@@ -15,7 +15,7 @@ import { lex, type Token } from './rule-lexer.js';
 import type { DiagnosticSink, SourceFile, Span } from './rule-source.js';
 
 const TOP = new Set(['rule', 'list', 'test']);
-const ACTIONS = new Set(['accept', 'reject', 'tempfail', 'discard', 'quarantine', 'add', 'lock', 'hook', 'tag']);
+const ACTIONS = new Set(['accept', 'reject', 'tempfail', 'discard', 'quarantine', 'add', 'insert', 'remove', 'lock', 'hook', 'tag']);
 const CMP = new Set(['==', '!=', '~', '!~', '<', '<=', '>', '>=']);
 const POSTFIX = new Set(['failed', 'skipped', 'exists', 'listed']);
 /** Deepest nesting of parentheses / not (bounded recursion on hostile input). */
@@ -157,7 +157,7 @@ class Parser {
       actions.push(this.parseAction());
       if (this.isPunct(',')) this.next();
     }
-    if (actions.length === 0) this.fail('rule/syntax', 'a rule needs at least one action after =>', this.peek().span, 'actions: accept, reject, tempfail, discard, quarantine, add header, lock, hook, tag');
+    if (actions.length === 0) this.fail('rule/syntax', 'a rule needs at least one action after =>', this.peek().span, 'actions: accept, reject, tempfail, discard, quarantine, add header, insert header, remove header, lock, hook, tag');
     return { kind: 'rule', name: name.value, nameSpan: name.span, stage: stage.value, stageSpan: stage.span, ...(condition ? { condition } : {}), actions, span: this.join(kw.span, name.span) };
   }
 
@@ -303,7 +303,7 @@ class Parser {
   private parseAction(): ActionNode {
     const t = this.peek();
     if (t.kind !== 'word' || !ACTIONS.has(t.value)) {
-      this.fail('rule/unknown-action', `expected an action but found ${this.describe(t)}`, t.span, 'actions: accept, reject, tempfail, discard, quarantine, add header, lock, hook, tag');
+      this.fail('rule/unknown-action', `expected an action but found ${this.describe(t)}`, t.span, 'actions: accept, reject, tempfail, discard, quarantine, add header, insert header, remove header, lock, hook, tag');
     }
     this.next();
     switch (t.value) {
@@ -331,13 +331,17 @@ class Parser {
         const text = this.optString();
         return { kind: 'quarantine', ...(text ? { text } : {}), span: t.span };
       }
-      case 'add': {
+      case 'add':
+      case 'insert':
+      case 'remove': {
         const h = this.peek();
-        if (!(h.kind === 'word' && h.value === 'header')) this.fail('rule/syntax', `expected "header" after "add" but found ${this.describe(h)}`, h.span, 'add header "Name" "value with {variables}"');
+        const usage = t.value === 'remove' ? 'remove header "Name"' : `${t.value} header "Name" "value with {variables}"`;
+        if (!(h.kind === 'word' && h.value === 'header')) this.fail('rule/syntax', `expected "header" after "${t.value}" but found ${this.describe(h)}`, h.span, usage);
         this.next();
-        const name = this.optString() ?? this.fail('rule/syntax', `expected the header name as a "string" but found ${this.describe(this.peek())}`, this.peek().span, 'add header "Name" "value"');
-        const value = this.optString() ?? this.fail('rule/syntax', `expected the header value as a "string" but found ${this.describe(this.peek())}`, this.peek().span, 'add header "Name" "value"');
-        return { kind: 'add-header', name, value, span: this.join(t.span, value.span) };
+        const name = this.optString() ?? this.fail('rule/syntax', `expected the header name as a "string" but found ${this.describe(this.peek())}`, this.peek().span, usage);
+        if (t.value === 'remove') return { kind: 'remove-header', name, span: this.join(t.span, name.span) };
+        const value = this.optString() ?? this.fail('rule/syntax', `expected the header value as a "string" but found ${this.describe(this.peek())}`, this.peek().span, usage);
+        return { kind: 'add-header', name, value, ...(t.value === 'insert' ? { first: true } : {}), span: this.join(t.span, value.span) };
       }
       case 'lock': {
         let subject: 'client' | 'auth' = 'client';

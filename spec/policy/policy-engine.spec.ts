@@ -257,6 +257,19 @@ describe('policy/policy-engine', () => {
     assert.equal((await e.evaluate('eoh', h2)).action, 'reject');
   });
 
+  it('insert header puts it first; remove header changes every occurrence to empty, last first', async () => {
+    const rs = rules('rule h at eom: => insert header "X-First" "1" remove header "X-Spam-Flag" add header "X-Last" "2"');
+    let t = mail(helo(tx(), 'h'), 'a@b');
+    for (const [n, v] of [['X-Spam-Flag', 'YES'], ['Subject', 's'], ['x-spam-flag', 'YES']] as const) t = reduceTransaction(t, { stage: 'header', name: n, value: v });
+    const v = await new PolicyEngine(rs, providers()).evaluate('eom', t);
+    assert.deepEqual(v.mutations, [
+      { kind: 'insert', name: 'X-First', value: '1', index: 0 },
+      { kind: 'add', name: 'X-Last', value: '2' },
+      { kind: 'change', name: 'X-Spam-Flag', value: '', index: 2 },
+      { kind: 'change', name: 'X-Spam-Flag', value: '', index: 1 },
+    ]);
+  });
+
   it('a hostile regex input returns fast because RE2 runs in linear time', async () => {
     const rs = rules('rule r at helo: helo ~ /(a+)+$/ => reject\nrule s at helo: helo ~ /^(a|aa)+b$/ => reject');
     const e = new PolicyEngine(rs, providers());

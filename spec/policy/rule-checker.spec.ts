@@ -83,7 +83,7 @@ describe('policy/rule-checker diagnostics', () => {
     assert.equal(one('rule a at data: => add header "Bad Name" "x"'), '1:31 rule/bad-header "Bad Name" is not a valid header name | header names are printable ASCII without spaces or ":" (RFC 5322 §2.2)');
     assert.equal(one('rule a at data: => add header "X" "{clinet.ip}"'), '1:35 rule/unknown-variable unknown variable {clinet.ip} | did you mean `client.ip`?');
     assert.equal(one('rule a at helo: => reject lock 5 reason "x"'), '1:32 rule/bad-duration "5" is not a duration | write a number and a unit: 30s, 10m, 1h, 2d, or forever');
-    assert.equal(one('rule a at helo: => bounce'), '1:20 rule/unknown-action expected an action but found "bounce" | actions: accept, reject, tempfail, discard, quarantine, add header, lock, hook, tag');
+    assert.equal(one('rule a at helo: => bounce'), '1:20 rule/unknown-action expected an action but found "bounce" | actions: accept, reject, tempfail, discard, quarantine, add header, insert header, remove header, lock, hook, tag');
   });
 
   it('syntax errors', () => {
@@ -155,6 +155,7 @@ describe('policy/rule-checker diagnostics', () => {
       ['rule a at connect: dnsbl(zen) => reject', '1:20 rule/unknown-zone unknown DNS list `zen` | no DNS lists are configured (dns_lists in sluice.yaml)'],
       ['rule a at helo: => reject "{dnsbl(zem).reason}"', '1:27 rule/unknown-zone unknown DNS list `zem` in {dnsbl(zem).reason} | no such DNS list is configured'],
       ['rule a at helo: => reject "{rhsbl(x).reason}"', '1:27 rule/field-stage {rhsbl(x).reason} is not known at the helo stage | it is known from the mail stage on'],
+      ['rule a at data: => remove header "X-Spam"', '1:20 rule/action-stage remove header needs the message headers and cannot be used at the data stage | use it at eoh, eom'],
       ['rule a at mail: => reject lock 0s', '1:32 rule/bad-duration a lock duration must be positive | write a number and a unit: 30s, 10m, 1h, 2d, or forever'],
     ];
     for (const [text, want] of cases) assert.equal(one(text, { dnsLists: new Set() }), want, text.slice(0, 80));
