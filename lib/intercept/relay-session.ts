@@ -127,6 +127,7 @@ export class RelaySession {
   private contentVerdicts: Promise<Verdict | undefined>[] = [];
   private dataProblem: 'size' | 'bare' | 'upstream' | undefined;
   private dataRest: Buffer | undefined;
+  private pendingHead: Buffer | undefined;
   private resolveClosed!: () => void;
   /** Resolves when both sockets are closed. */
   readonly closed: Promise<void> = new Promise((r) => (this.resolveClosed = r));
@@ -719,7 +720,8 @@ export class RelaySession {
     }
     const { text, skipped } = renderLeadingHeaders([...this.sessionHeaders, ...this.messageHeaders]);
     if (skipped.length > 0) this.log.debug({ skipped: skipped.length }, 'header mutations the interceptor cannot apply while streaming');
-    if (text) this.upstream?.write(text);
+    // Written together with the first message bytes (one write instead of two).
+    this.pendingHead = text ? Buffer.from(text, 'utf8') : undefined;
     this.log.info({ event: 'DATA', from: renderAddress(this.tx.envelope.mailFrom ?? ''), rcpts: this.tx.envelope.rcpts.length }, 'data');
     this.armTimer(deps.limits.dataTimeout);
     const rest = this.clientReader.takeRest();
@@ -750,6 +752,12 @@ export class RelaySession {
     if (!this.dataProblem) {
       const up = this.upstream;
       let full = false;
+      // At the end of data the last bytes wait (corked) for the held dot, so they go out in one write with it.
+      if (out.end && up) up.cork();
+      if (this.pendingHead && (out.forward.length > 0 || out.end)) {
+        out.forward.unshift(this.pendingHead);
+        this.pendingHead = undefined;
+      }
       for (const b of out.forward) if (up && !up.write(b)) full = true;
       if (full && up) {
         this.client.pause();
@@ -789,6 +797,7 @@ export class RelaySession {
   }
 
   private dropUpstreamInData(): void {
+    this.pendingHead = undefined;
     this.upstreamOpen = false;
     this.upstream?.destroy();
     this.abortScan();
@@ -857,7 +866,9 @@ export class RelaySession {
       this.enterTakeover(TAKEOVER_REASONS.messageAborted, why);
     } else {
       entry.pending = false;
-      this.upstream!.write(DOT_CRLF);
+      const up = this.upstream!;
+      up.write(DOT_CRLF);
+      while (up.writableCorked > 0) up.uncork();
       this.armTimer(this.deps.limits.commandTimeout);
     }
     const rest = this.dataRest;
