@@ -114,6 +114,8 @@ export class RelaySession {
   /** Rules are skipped for the rest of the message ('message') or session ('session') after an accept verdict. */
   private skipRules: 'none' | 'message' | 'session' = 'none';
   private sessionHeaders: HeaderMutation[] = [];
+  /** Rules that fired for the message in progress (for its one EOM record). */
+  private messageRules: string[] = [];
   private messageHeaders: HeaderMutation[] = [];
   // AUTH tracking
   private authMech: string | undefined;
@@ -858,7 +860,7 @@ export class RelaySession {
     this.phase = 'command';
     this.framer = undefined;
     if (refusal || discard) {
-      this.log.info({ event: 'EOM', size, refused: why }, discard ? 'message discarded: upstream dropped before the final dot' : 'message refused: upstream dropped before the final dot');
+      this.log.info({ event: 'EOM', size, refused: why, from: renderAddress(this.tx.envelope.mailFrom ?? ''), rcpts: this.tx.envelope.rcpts.length, rules: this.messageRules }, discard ? 'message discarded: upstream dropped before the final dot' : 'message refused: upstream dropped before the final dot');
       this.dropUpstreamInData();
       entry.local = formatReply(discard ? REPLIES.discarded : refusal!, this.enhanced);
       entry.pending = false;
@@ -880,7 +882,7 @@ export class RelaySession {
   }
 
   private onEomReply(reply: ParsedReply): void {
-    this.log.info({ event: 'EOM', code: reply.code, size: this.tx.message.size, from: renderAddress(this.tx.envelope.mailFrom ?? ''), rcpts: this.tx.envelope.rcpts.length }, reply.code === 250 ? 'message relayed' : 'upstream refused the message');
+    this.log.info({ event: 'EOM', code: reply.code, size: this.tx.message.size, from: renderAddress(this.tx.envelope.mailFrom ?? ''), rcpts: this.tx.envelope.rcpts.length, rules: this.messageRules }, reply.code === 250 ? 'message relayed' : 'upstream refused the message');
     this.writeClient(reply.raw);
     this.finishTx();
   }
@@ -892,6 +894,7 @@ export class RelaySession {
 
   private resetMessage(): void {
     this.messageHeaders = [];
+    this.messageRules = [];
     if (this.skipRules === 'message') this.skipRules = 'none';
   }
 
@@ -1002,6 +1005,7 @@ export class RelaySession {
       this.log.error({ stage, error: errText(err) }, 'policy evaluation failed: tempfail');
       verdict = { action: 'tempfail', reply: GENERIC_TEMPFAIL, mutations: [], effects: [], hits: [] };
     }
+    for (const hit of verdict.hits) if (this.messageRules.length < 64) this.messageRules.push(hit.rule);
     if (verdict.hits.length > 0 || verdict.action !== 'continue') {
       this.log.info({ event: 'VERDICT', stage, action: verdict.action, rules: ruleNames(verdict), code: verdict.reply?.code }, 'policy verdict');
     }

@@ -65,6 +65,11 @@ describe('intercept door with smtp-sink, swaks, smtp-source and real rules', fun
     assert.equal(m!.sender, 'alice@example.org');
     assert.deepEqual(m!.recipients, ['bob@example.net']);
     assert.match(m!.body, /line one\n\.leading dot\n/);
+    await until(() => h.events('EOM').length === 1);
+    const eom = h.events('EOM')[0]!;
+    assert.equal(eom['code'], 250);
+    assert.deepEqual(eom['rules'], ['nat']);
+    assert.equal(eom['from'], 'alice@example.org');
   });
 
   it('a refused recipient is answered by sluice and never reaches the sink; the others are delivered', async () => {
