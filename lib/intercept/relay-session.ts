@@ -98,6 +98,8 @@ export class RelaySession {
   private greetingSeen = false;
   private upstreamEnded = false;
   private waitingDrain = false;
+  /** A reply that ends the session is queued: read no more commands. */
+  private closing = false;
   private errors = 0;
   private takeover: TakeoverResponder | undefined;
   private takeoverReason: SmtpReply = TAKEOVER_REASONS.policy;
@@ -289,7 +291,7 @@ export class RelaySession {
   /** Handles buffered client lines while nothing blocks them. */
   private pump(): void {
     while (!this.busy && !this.barrier && (this.phase === 'command' || this.phase === 'takeover')) {
-      if (this.phase === 'command' && this.queue.length >= this.deps.limits.pipelineDepth) break; // FIFO full: hold the client
+      if (this.queue.length >= this.deps.limits.pipelineDepth || this.closing) break; // FIFO full or closing: hold the client
       if (this.client.writableLength > WRITE_HIGH) {
         // The client does not read its replies: stop reading its commands until it does.
         if (!this.waitingDrain) {
@@ -486,6 +488,7 @@ export class RelaySession {
   }
 
   private pushLocal(kind: EntryKind, text: string, closeAfter = false): void {
+    if (closeAfter) this.closing = true;
     this.queue.push({ kind, local: text, closeAfter });
     this.flushLocal();
   }

@@ -249,3 +249,27 @@ describe('intercept relay session: early bytes when there is no upstream', funct
     }
   });
 });
+
+describe('intercept relay session: takeover stays bounded', function () {
+  this.timeout(10000);
+  it('a flood of commands during a takeover that still waits for an upstream reply: replies in order, one 421, then close', async () => {
+    const up = await startFaultUpstream({ delays: { NOOP: 300 } });
+    const h = await startInterceptDoor({ upstreamPort: up.port, policy: (locks) => realPolicy(MAIL_REJECT, locks), limits: { takeoverCommands: 5 } });
+    const c = await rawClient(h.port);
+    try {
+      await c.reply();
+      await c.cmd('EHLO client.test');
+      // NOOP goes upstream (slow), then MAIL is refused: takeover while the NOOP reply is outstanding.
+      c.write('NOOP\r\nMAIL FROM:<spam@x.example>\r\n' + 'RSET\r\n'.repeat(5000));
+      await c.closed;
+      const text = c.received();
+      assert.equal((text.match(/^421 /gm) ?? []).length, 1, text.slice(-300));
+      assert.ok((text.match(/^250 2\.0\.0 Ok\r\n/gm) ?? []).length <= 6);
+      assert.match(text, /^250 2\.0\.0 Ok\r\n550 5\.7\.1 Sender refused\r\n/m);
+    } finally {
+      c.close();
+      await h.stop();
+      await up.close();
+    }
+  });
+});
