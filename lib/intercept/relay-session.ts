@@ -66,6 +66,8 @@ interface Entry {
   address?: string;
 }
 
+/** Longest AUTH command or SASL response line, CRLF included (RFC 4954 §4). */
+const SASL_LINE = 12288 + 2;
 /** Upstream reply lines are short; a generous cap still bounds memory. */
 const REPLY_LINE_CAP = 4096;
 /** Client bytes read ahead while commands wait (beyond this the client socket is paused). */
@@ -142,7 +144,8 @@ export class RelaySession {
     private readonly deps: DoorDeps,
   ) {
     this.log = deps.logger.child({ session: opts.id });
-    this.clientReader = new LineReader(deps.limits.commandLine);
+    // AUTH lines may be longer than other commands (RFC 4954 §4: 12288 octets); the others are held to the limit below.
+    this.clientReader = new LineReader(Math.max(deps.limits.commandLine, SASL_LINE));
     this.tx = startTransaction({ stage: 'connect', door: 'intercept', client: opts.client, destination: opts.destination, destinationSource: opts.source }, opts.id, this.startedAt);
   }
 
@@ -329,8 +332,10 @@ export class RelaySession {
 
   /** One client line in relay mode. Returns a promise when it awaits a verdict. */
   private onCommandLine(ev: LineEvent): Promise<void> | undefined {
-    if (ev.kind === 'too-long') {
-      this.log.info({ event: 'LONGLINE', bytes: ev.bytes }, 'command line too long: not forwarded');
+    if (ev.kind === 'too-long' || (ev.line.length + 2 > this.deps.limits.commandLine && !this.authAwaitingResponse && !isAuthLine(ev.line))) {
+      const bytes = ev.kind === 'too-long' ? ev.bytes : ev.line.length + 2;
+      this.authAwaitingResponse = false;
+      this.log.info({ event: 'LONGLINE', bytes }, 'command line too long: not forwarded');
       return this.localError(REPLIES.lineTooLong);
     }
     if (this.authAwaitingResponse) {
@@ -1140,6 +1145,10 @@ export class RelaySession {
 
 const CRLF = Buffer.from('\r\n');
 const DOT_CRLF = Buffer.from('.\r\n');
+
+function isAuthLine(line: Buffer): boolean {
+  return line.length > 5 && (line[0]! | 0x20) === 0x61 && (line[1]! | 0x20) === 0x75 && (line[2]! | 0x20) === 0x74 && (line[3]! | 0x20) === 0x68 && line[4] === 0x20;
+}
 
 function isRefusal(v: Verdict): boolean {
   return v.action === 'reject' || v.action === 'tempfail';

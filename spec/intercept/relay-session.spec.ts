@@ -340,6 +340,18 @@ describe('intercept relay session (fault upstream, raw client)', function () {
     assert.equal(policy.calls.filter((x) => x.stage === 'auth')[1]!.tx.session.auth?.user, 'bob');
   });
 
+  it('a SASL line longer than commandLine (but within RFC 4954\'s 12288) is relayed; other long lines are not', async () => {
+    const { up } = await setup({ script: { capabilities: ['AUTH PLAIN'], auth: true }, limits: { commandLine: 512 } });
+    const c = await client();
+    await c.reply();
+    await c.cmd('EHLO client.test');
+    assert.equal(await c.cmd('NOOP ' + 'x'.repeat(600)), '500 Line too long\r\n'); // no ENHANCEDSTATUSCODES offered
+    assert.equal(await c.cmd('AUTH PLAIN'), '334 \r\n');
+    const token = Buffer.from('\0alice\0' + 'p'.repeat(3000)).toString('base64');
+    assert.equal(await c.cmd(token), '235 2.7.0 Authentication successful\r\n');
+    assert.equal(up!.connections[0]!.commands.at(-1), token);
+  });
+
   it('an auth rule can refuse an authenticated user: the 235 is replaced by its reply', async () => {
     await setup({ script: { capabilities: ['AUTH PLAIN', 'ENHANCEDSTATUSCODES'], auth: true }, rules: 'rule nope at auth: auth == "mallory" => reject 535 5.7.8 "Not you"' });
     const c = await client();
