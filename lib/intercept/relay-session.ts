@@ -332,9 +332,16 @@ export class RelaySession {
 
   /** One client line in relay mode. Returns a promise when it awaits a verdict. */
   private onCommandLine(ev: LineEvent): Promise<void> | undefined {
+    if (ev.kind === 'too-long' && this.authAwaitingResponse) {
+      // The upstream waits for a SASL response: cancel the exchange (RFC 4954 §4 "*") so both sides stay in step;
+      // the client gets the upstream's answer to the cancellation.
+      this.authAwaitingResponse = false;
+      this.log.info({ event: 'LONGLINE', bytes: ev.bytes }, 'SASL response too long: authentication cancelled');
+      this.forward(Buffer.from('*'), 'authdata', true);
+      return undefined;
+    }
     if (ev.kind === 'too-long' || (ev.line.length + 2 > this.deps.limits.commandLine && !this.authAwaitingResponse && !isAuthLine(ev.line))) {
       const bytes = ev.kind === 'too-long' ? ev.bytes : ev.line.length + 2;
-      this.authAwaitingResponse = false;
       this.log.info({ event: 'LONGLINE', bytes }, 'command line too long: not forwarded');
       return this.localError(REPLIES.lineTooLong);
     }
