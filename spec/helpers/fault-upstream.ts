@@ -76,7 +76,7 @@ export async function startFaultUpstream(script: FaultScript = {}, host = '127.0
       conn.commands.push(line);
       if (saslNext) {
         saslNext = false;
-        send('AUTH', '235 2.7.0 Authentication successful\r\n');
+        send('AUTH', line === '*' ? '501 5.7.0 Authentication aborted\r\n' : '235 2.7.0 Authentication successful\r\n');
         return;
       }
       const verb = (line.split(' ')[0] ?? '').toUpperCase();

@@ -352,6 +352,17 @@ describe('intercept relay session (fault upstream, raw client)', function () {
     assert.equal(up!.connections[0]!.commands.at(-1), token);
   });
 
+  it('a SASL response over 12288 octets cancels the exchange upstream; both sides stay in step', async () => {
+    const { up } = await setup({ script: { capabilities: ['AUTH PLAIN', 'ENHANCEDSTATUSCODES'], auth: true } });
+    const c = await client();
+    await c.reply();
+    await c.cmd('EHLO client.test');
+    assert.equal(await c.cmd('AUTH PLAIN'), '334 \r\n');
+    assert.equal(await c.cmd('A'.repeat(20_000)), '501 5.7.0 Authentication aborted\r\n');
+    assert.equal(await c.cmd('NOOP'), '250 2.0.0 Ok\r\n');
+    assert.deepEqual(up!.connections[0]!.commands.slice(-3), ['AUTH PLAIN', '*', 'NOOP']);
+  });
+
   it('an auth rule can refuse an authenticated user: the 235 is replaced by its reply', async () => {
     await setup({ script: { capabilities: ['AUTH PLAIN', 'ENHANCEDSTATUSCODES'], auth: true }, rules: 'rule nope at auth: auth == "mallory" => reject 535 5.7.8 "Not you"' });
     const c = await client();
