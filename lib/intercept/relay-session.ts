@@ -416,6 +416,14 @@ export class RelaySession {
   }
 
   private async onMail(line: Buffer, cmd: Extract<SmtpCommand, { verb: 'MAIL' | 'RCPT' }>): Promise<void> {
+    const declared = cmd.params['SIZE'];
+    const limit = this.deps.limits.messageSize;
+    if (limit > 0 && declared !== undefined && Number(declared) > limit) {
+      // RFC 1870 §6.1: refuse a declared size over the limit at once (not forwarded; the session goes on).
+      this.log.info({ event: 'MAIL', from: renderAddress(cmd.address), declared: Number(declared), limit }, 'declared size over the limit');
+      this.pushLocal('mail', formatReply(REPLIES.tooBig, this.enhanced));
+      return;
+    }
     const event: StageEvent = { stage: 'mail', address: cmd.address, params: cmd.params };
     this.tx = reduceTransaction(this.tx, event);
     this.resetMessage();

@@ -221,6 +221,16 @@ describe('intercept relay session (fault upstream, raw client)', function () {
     assert.ok(!up.connections[0]!.raw.includes('not-a-command'));
   });
 
+  it('a declared SIZE over the limit is refused at MAIL (552 5.3.4), not forwarded, and the session goes on', async () => {
+    const { up } = await setup({ limits: { messageSize: 5000 } });
+    const c = await client();
+    await c.reply();
+    await c.cmd('EHLO client.test');
+    assert.equal(await c.cmd('MAIL FROM:<a@b.example> SIZE=5001'), '552 5.3.4 Message size exceeds fixed maximum message size\r\n');
+    assert.equal(await c.cmd('MAIL FROM:<a@b.example> SIZE=5000'), '250 2.0.0 Ok\r\n');
+    assert.deepEqual(up.connections[0]!.commands.filter((l) => l.startsWith('MAIL')), ['MAIL FROM:<a@b.example> SIZE=5000']);
+  });
+
   it('upstream reset mid-DATA: the client gets 451 at its end of data, never 250', async () => {
     await setup({ script: { resetAfterDataBytes: 1000 } });
     const c = await client();
