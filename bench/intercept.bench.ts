@@ -214,13 +214,7 @@ async function throughput(rows: Row[], target: string, port: number, scale = 1):
 
 async function idleSessions(sinkPort: number): Promise<{ sessions: number; rssMb: number; baseMb: number; perSessionKb: number; est10kMb: number }> {
   void sinkPort;
-  let limit = 20_000;
-  try {
-    const m = /Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'));
-    if (m) limit = Number(m[1]);
-  } catch {
-    /* keep default */
-  }
+  const limit = fdLimits().soft;
   // The sluice child holds two sockets per session (client + upstream); keep headroom for everything else.
   const n = Math.min(10_000, Math.floor((limit - 300) / 2));
   const upPort = await freePort();
@@ -312,12 +306,36 @@ async function bigMessage(sinkPort: number, megabytes: number): Promise<{ mb: nu
   }
 }
 
+/** Soft and hard RLIMIT_NOFILE of this process. */
+function fdLimits(): { soft: number; hard: number } {
+  const m = /Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/.exec(readFileSync('/proc/self/limits', 'utf8'));
+  const n = (x: string | undefined): number => (x === undefined ? 1024 : x === 'unlimited' ? 1 << 20 : Number(x));
+  return { soft: n(m?.[1]), hard: n(m?.[2]) };
+}
+
+/**
+ * The idle-sessions scenario needs ~2 fds per session in the sluice child and 1 per session here and in the idle
+ * upstream. If the soft limit is below what 10,000 sessions need and the hard limit allows more, re-run this
+ * bench under prlimit(1) with the soft limit raised (children inherit it). Returns true when it did (and ran).
+ */
+async function raisedFdLimit(): Promise<boolean> {
+  const want = 2 * 10_000 + 500;
+  const { soft, hard } = fdLimits();
+  if (soft >= want || hard <= soft || process.env['SLUICE_BENCH_PRLIMIT'] === '1' || !existsSync('/usr/bin/prlimit')) return false;
+  const target = Math.min(hard, want);
+  const child = spawn('/usr/bin/prlimit', [`--nofile=${target}:${hard}`, '--', process.execPath, HERE, ...process.argv.slice(2)], { stdio: 'inherit', env: { ...process.env, SLUICE_BENCH_PRLIMIT: '1' } });
+  const code = await new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
+  if (code !== 0) process.exitCode = code;
+  return true;
+}
+
 // ------------------------------------------------------------------------------------------------- main
 
 async function main(): Promise<void> {
   const mode = process.argv[2];
   if (mode === '--door') return await runDoorChild(JSON.parse(process.argv[3] ?? '{}') as DoorChildConfig);
   if (mode === '--idle-upstream') return await runIdleUpstreamChild(Number(process.argv[3]));
+  if (await raisedFdLimit()) return;
   if (!existsSync(SMTP_SINK) || !existsSync(SMTP_SOURCE)) {
     process.stdout.write('intercept bench: smtp-sink/smtp-source not installed; skipped\n');
     process.stdout.write('BENCH_JSON ' + JSON.stringify({ bench: 'intercept', skipped: 'smtp-sink/smtp-source missing' }) + '\n');
