@@ -1123,6 +1123,7 @@ export class RelaySession {
   private shutdown(): void {
     if (this.phase === 'closed') return;
     const wasData = this.phase === 'data' || this.framer !== undefined;
+    const wasOpaque = this.phase === 'opaque';
     this.phase = 'closed';
     for (const w of this.drainWaiters.splice(0)) w();
     this.clearTimer();
@@ -1132,7 +1133,8 @@ export class RelaySession {
     if (up && !up.destroyed && !this.upstreamEnded) {
       if (this.upstreamOpen && !wasData && !this.closeReason.startsWith('internal')) {
         this.upstreamOpen = false;
-        if (this.closeReason === 'quit') up.end();
+        // After STARTTLS the bytes are TLS: a plaintext QUIT would be garbage there.
+        if (this.closeReason === 'quit' || wasOpaque) up.end();
         else up.end('QUIT\r\n');
         const t = setTimeout(() => up.destroy(), 2000);
         t.unref?.();

@@ -327,6 +327,9 @@ describe('intercept relay session (fault upstream, raw client)', function () {
     c.write('\x16\x03\x01 not smtp at all\r\nXCLIENT\r\n');
     await until(() => up.connections[0]!.raw.includes('not smtp at all\r\nXCLIENT'));
     await until(() => h!.events('STARTTLS').length === 1);
+    c.close();
+    await up.waitClosed(1);
+    assert.ok(up.connections[0]!.raw.endsWith('not smtp at all\r\nXCLIENT\r\n'), 'no plaintext QUIT injected into the TLS stream');
   });
 
   it('AUTH PLAIN and LOGIN: relayed, a 235 records the user for the auth rule and the transaction', async () => {
