@@ -60,6 +60,20 @@ async function runDoorChild(cfg: DoorChildConfig): Promise<void> {
   });
 }
 
+/** A plain Node byte pipe (no SMTP at all): what any proxy written on Node's sockets costs, for reference. */
+async function runPipeChild(listenPort: number, upstreamPort: number): Promise<void> {
+  const srv = createServer((c) => {
+    c.setNoDelay(true);
+    const u = connect({ host: '127.0.0.1', port: upstreamPort, noDelay: true });
+    c.on('error', () => u.destroy());
+    u.on('error', () => c.destroy());
+    c.pipe(u);
+    u.pipe(c);
+  });
+  await new Promise<void>((r) => srv.listen({ host: '127.0.0.1', port: listenPort, backlog: 4096 }, r));
+  process.stdout.write('READY\n');
+}
+
 /** A greeting-only upstream for the idle test (holds connections open, answers QUIT). */
 async function runIdleUpstreamChild(port: number): Promise<void> {
   const srv = createServer((s) => {
@@ -335,6 +349,7 @@ async function main(): Promise<void> {
   const mode = process.argv[2];
   if (mode === '--door') return await runDoorChild(JSON.parse(process.argv[3] ?? '{}') as DoorChildConfig);
   if (mode === '--idle-upstream') return await runIdleUpstreamChild(Number(process.argv[3]));
+  if (mode === '--pipe') return await runPipeChild(Number(process.argv[3]), Number(process.argv[4]));
   if (await raisedFdLimit()) return;
   if (!existsSync(SMTP_SINK) || !existsSync(SMTP_SOURCE)) {
     process.stdout.write('intercept bench: smtp-sink/smtp-source not installed; skipped\n');
@@ -348,6 +363,12 @@ async function main(): Promise<void> {
   const notes: string[] = [];
   try {
     await throughput(rows, 'direct', sink.port);
+    {
+      const port = await freePort();
+      const pipe = await startChild(process.execPath, [HERE, '--pipe', String(port), String(sink.port)]);
+      await throughput(rows, 'node-pipe', port);
+      await stopChild(pipe);
+    }
     {
       const d = await startDoor(sink.port, ACCEPT_ALL);
       await throughput(rows, 'sluice-accept', d.port);
@@ -382,6 +403,7 @@ async function main(): Promise<void> {
     for (const r of rows) out += pad(r.target, 16) + pad(r.load, 30) + pad(String(r.messages), 7) + pad(r.seconds.toFixed(2), 10) + r.msgsPerSec.toFixed(0) + (r.ok ? '' : '  (FAILED)') + '\n';
     out += `\nadded per message at 1 session (sluice-accept vs direct): ${addedMs.toFixed(2)} ms   (target < 2 ms)\n`;
     out += `16 sessions, 1 msg/conn: sluice/direct = ${(ratio16 * 100).toFixed(0)} %; many msg/conn: ${(ratio16d * 100).toFixed(0)} %   (target >= 50 %)\n`;
+    out += `   (a plain Node byte pipe, no SMTP: ${(100 * rate('node-pipe', LOADS[1].name) / rate('direct', LOADS[1].name)).toFixed(0)} % and ${(100 * rate('node-pipe', LOADS[2].name) / rate('direct', LOADS[2].name)).toFixed(0)} % of direct; sluice reaches ${(100 * rate('sluice-accept', LOADS[1].name) / rate('node-pipe', LOADS[1].name)).toFixed(0)} % and ${(100 * rate('sluice-accept', LOADS[2].name) / rate('node-pipe', LOADS[2].name)).toFixed(0)} % of the pipe)\n`;
     out += `idle sessions: ${idle.sessions} concurrent: sluice RSS ${idle.rssMb.toFixed(0)} MB (base ${idle.baseMb.toFixed(0)} MB, ${idle.perSessionKb.toFixed(1)} KB/session; 10k estimate ${idle.est10kMb.toFixed(0)} MB)   (target < 600 MB)\n`;
     out += `100 MB message: ${big.seconds.toFixed(2)} s = ${big.mbPerSec.toFixed(0)} MB/s, sluice RSS growth ${big.rssGrowthMb.toFixed(1)} MB, reply "${big.reply}"   (targets >= 100 MB/s, < 64 MB)\n`;
     for (const n of notes) out += `note: ${n}\n`;
