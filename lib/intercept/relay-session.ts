@@ -25,7 +25,8 @@ import { ReplyParser, type ParsedReply } from '../smtp/reply-parser.js';
 import { editEhloReply } from '../smtp/ehlo-capabilities.js';
 import { DataFramer, type BareLineEndingPolicy } from '../smtp/data-framer.js';
 import { HeaderCollector } from '../smtp/header-collector.js';
-import { decodeSaslUser } from '../smtp/sasl-user.js';
+import { AuthTracker } from './auth-tracker.js';
+import { relayOpaque } from './opaque-relay.js';
 import { REPLIES, TAKEOVER_REASONS, TAKEOVER_REPLIES } from './intercept-replies.js';
 import { TakeoverResponder } from './takeover-responder.js';
 import { renderLeadingHeaders } from './trace-header.js';
@@ -121,11 +122,7 @@ export class RelaySession {
   /** Rules that fired for the message in progress (for its one EOM record). */
   private messageRules: string[] = [];
   private messageHeaders: HeaderMutation[] = [];
-  // AUTH tracking
-  private authMech: string | undefined;
-  private authSteps = 0;
-  private authUser: string | undefined;
-  private authAwaitingResponse = false;
+  private readonly auth = new AuthTracker();
   // DATA state
   private framer: DataFramer | undefined;
   private scanJob: ScanJob | undefined;
@@ -332,24 +329,21 @@ export class RelaySession {
 
   /** One client line in relay mode. Returns a promise when it awaits a verdict. */
   private onCommandLine(ev: LineEvent): Promise<void> | undefined {
-    if (ev.kind === 'too-long' && this.authAwaitingResponse) {
+    if (ev.kind === 'too-long' && this.auth.awaitingResponse) {
       // The upstream waits for a SASL response: cancel the exchange (RFC 4954 §4 "*") so both sides stay in step;
       // the client gets the upstream's answer to the cancellation.
-      this.authAwaitingResponse = false;
+      this.auth.awaitingResponse = false;
       this.log.info({ event: 'LONGLINE', bytes: ev.bytes }, 'SASL response too long: authentication cancelled');
       this.forward(Buffer.from('*'), 'authdata', true);
       return undefined;
     }
-    if (ev.kind === 'too-long' || (ev.line.length + 2 > this.deps.limits.commandLine && !this.authAwaitingResponse && !isAuthLine(ev.line))) {
+    if (ev.kind === 'too-long' || (ev.line.length + 2 > this.deps.limits.commandLine && !this.auth.awaitingResponse && !isAuthLine(ev.line))) {
       const bytes = ev.kind === 'too-long' ? ev.bytes : ev.line.length + 2;
       this.log.info({ event: 'LONGLINE', bytes }, 'command line too long: not forwarded');
       return this.localError(REPLIES.lineTooLong);
     }
-    if (this.authAwaitingResponse) {
-      this.authAwaitingResponse = false;
-      const text = ev.line.toString('latin1');
-      if (this.authMech && this.authUser === undefined) this.authUser = decodeSaslUser(this.authMech, text, this.authSteps);
-      this.authSteps++;
+    if (this.auth.awaitingResponse) {
+      this.auth.response(ev.line.toString('latin1'));
       this.forward(ev.line, 'authdata', true);
       return undefined;
     }
@@ -387,13 +381,7 @@ export class RelaySession {
         this.forward(ev.line, 'quit', true);
         return undefined;
       case 'AUTH':
-        this.authMech = cmd.mechanism;
-        this.authSteps = 0;
-        this.authUser = undefined;
-        if (cmd.initial !== undefined && cmd.initial !== '=') {
-          this.authUser = decodeSaslUser(cmd.mechanism, cmd.initial, 0);
-          this.authSteps = 1;
-        }
+        this.auth.start(cmd.mechanism, cmd.initial);
         this.forward(ev.line, 'auth', true);
         return undefined;
       default:
@@ -617,7 +605,7 @@ export class RelaySession {
       case 'auth':
       case 'authdata':
         if (reply.code === 334) {
-          this.authAwaitingResponse = true;
+          this.auth.awaitingResponse = true;
           this.writeClient(reply.raw);
           break;
         }
@@ -629,7 +617,7 @@ export class RelaySession {
           });
           return;
         }
-        this.log.info({ event: 'AUTH', mechanism: this.authMech, code: reply.code }, 'authentication failed');
+        this.log.info({ event: 'AUTH', mechanism: this.auth.mechanism, code: reply.code }, 'authentication failed');
         this.writeClient(reply.raw);
         break;
       case 'starttls':
@@ -660,10 +648,11 @@ export class RelaySession {
   }
 
   private async onAuthenticated(reply: ParsedReply): Promise<void> {
-    const user = this.authUser ?? 'unknown';
-    const event: StageEvent = { stage: 'auth', user, ...(this.authMech ? { mechanism: this.authMech } : {}) };
+    const user = this.auth.user ?? 'unknown';
+    const mechanism = this.auth.mechanism;
+    const event: StageEvent = { stage: 'auth', user, ...(mechanism ? { mechanism } : {}) };
     this.tx = reduceTransaction(this.tx, event);
-    this.log.info({ event: 'AUTH', user, mechanism: this.authMech }, 'authenticated');
+    this.log.info({ event: 'AUTH', user, mechanism }, 'authenticated');
     const verdict = await this.evaluate('auth', event);
     if (this.phase !== 'command') return;
     if (verdict && isRefusal(verdict)) {
@@ -933,25 +922,11 @@ export class RelaySession {
     if (rest.length) up.write(rest);
     const rest2 = this.upstreamReader.takeRest();
     if (rest2.length) this.writeClient(rest2);
-    this.client.removeAllListeners('data');
-    up.removeAllListeners('data');
-    this.client.on('data', (c: Buffer) => {
-      this.bytesIn += c.length;
-      this.touch();
-      if (!up.write(c)) {
-        this.client.pause();
-        up.once('drain', () => this.client.resume());
-      }
+    relayOpaque(this.client, up, {
+      activity: () => this.touch(),
+      fromClient: (n) => (this.bytesIn += n),
+      fromUpstream: (n) => (this.bytesOut += n),
     });
-    up.on('data', (c: Buffer) => {
-      this.touch();
-      this.bytesOut += c.length;
-      if (!this.client.write(c)) {
-        up.pause();
-        this.client.once('drain', () => up.resume());
-      }
-    });
-    this.client.resume();
     this.armTimer(this.deps.limits.idleTimeout);
   }
 
@@ -1006,8 +981,8 @@ export class RelaySession {
   }
 
   private onTakeoverLine(ev: LineEvent): undefined {
-    const cmd = ev.kind === 'too-long' ? 'too-long' : this.authAwaitingResponse ? parseCommand('NOOP') : parseCommand(ev.line);
-    this.authAwaitingResponse = false;
+    const cmd = ev.kind === 'too-long' ? 'too-long' : this.auth.awaitingResponse ? parseCommand('NOOP') : parseCommand(ev.line);
+    this.auth.awaitingResponse = false;
     const answer = this.takeover!.answer(cmd, this.enhanced);
     if (answer.enablesEnhanced) this.enhanced = true;
     if (answer.close) this.closeReason = 'taken';
