@@ -16,6 +16,11 @@ export interface MilterDoorOptions {
   readonly progressIntervalMs?: number;
   /** Unix socket mode (default 0o660). */
   readonly socketMode?: number;
+  /**
+   * Promise the MTA no reply (SMFIP_NR_*) for events no rule is bound to. Fewer packets, but slower with Postfix,
+   * which does not set TCP_NODELAY on milter sockets (see milter-negotiate.ts). Default false.
+   */
+  readonly noReply?: boolean;
   /** Door name for logs (default "milter"). */
   readonly name?: string;
 }
@@ -36,6 +41,7 @@ export function createMilterDoor(options: MilterDoorOptions, deps: DoorDeps): Do
       readTimeoutMs: options.readTimeoutMs ?? MILTER_DEFAULTS.readTimeoutMs,
       progressIntervalMs: Math.max(100, options.progressIntervalMs ?? MILTER_DEFAULTS.progressIntervalMs),
       socketMode: options.socketMode ?? MILTER_DEFAULTS.socketMode,
+      noReply: options.noReply === true,
     },
     deps,
   );

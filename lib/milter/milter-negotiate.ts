@@ -48,7 +48,12 @@ export function wantsBody(w: MilterWants): boolean {
   return w.scanners || w.needs.stages.has('eom');
 }
 
-export function negotiate(offer: MilterOffer, wants: MilterWants): Negotiated | ProtocolError {
+export interface NegotiateOptions {
+  /** Promise no reply (SMFIP_NR_*) for events no rule is bound to. Default false: see the comment in negotiate(). */
+  readonly noReply?: boolean;
+}
+
+export function negotiate(offer: MilterOffer, wants: MilterWants, opts: NegotiateOptions = {}): Negotiated | ProtocolError {
   if (offer.version < MILTER_MIN_VERSION) return new ProtocolError(`MTA offers milter protocol version ${offer.version}; at least ${MILTER_MIN_VERSION} is needed`, 'milter');
   const version = Math.min(offer.version, MILTER_VERSION);
   // libmilter: an MTA that offers nothing means the version-1/2 defaults.
@@ -61,40 +66,48 @@ export function negotiate(offer: MilterOffer, wants: MilterWants): Negotiated | 
   const add = (bit: number): void => {
     if (can(bit)) protocol |= bit;
   };
-  // Connect, HELO, MAIL and RCPT always come: they fill the transaction later rules read. We answer them only
-  // when a rule is bound to that stage (auth rules are judged at MAIL, where the auth macros arrive).
-  if (!stages.has('connect')) add(Proto.NR_CONN);
-  if (!stages.has('helo')) add(Proto.NR_HELO);
-  if (!stages.has('mail') && !stages.has('auth')) add(Proto.NR_MAIL);
-  if (!stages.has('rcpt')) add(Proto.NR_RCPT);
-  if (!stages.has('data')) {
-    add(Proto.NODATA);
-    add(Proto.NR_DATA);
+  // Connect, HELO, MAIL and RCPT always come: they fill the transaction later rules read.
+  // NR_* ("no reply") only when asked for. Measured against Postfix 3.7: Postfix does not set TCP_NODELAY on milter
+  // sockets, so a command we do not answer leaves its segment unacknowledged until our delayed-ACK timer fires
+  // (up to 40 ms), and Nagle holds Postfix's next write -- often the one it then waits on (end of message) --
+  // until then. Answering every command we receive keeps the stream moving (about 75% of Postfix-alone throughput
+  // instead of 55% in bench/milter.bench.ts). For the same reason DATA and EOH are received and answered rather
+  // than skipped with NODATA/NOEOH: Postfix sends their macro packets anyway, unanswered.
+  const nr = opts.noReply === true;
+  if (nr) {
+    if (!stages.has('connect')) add(Proto.NR_CONN);
+    if (!stages.has('helo')) add(Proto.NR_HELO);
+    // auth rules are judged at MAIL, where the auth macros arrive.
+    if (!stages.has('mail') && !stages.has('auth')) add(Proto.NR_MAIL);
+    if (!stages.has('rcpt')) add(Proto.NR_RCPT);
+    if (!stages.has('data')) {
+      add(Proto.NODATA);
+      add(Proto.NR_DATA);
+    }
+    if (!stages.has('eoh')) {
+      add(Proto.NOEOH);
+      add(Proto.NR_EOH);
+    }
+    add(Proto.NR_UNKN);
   }
   if (!wantsHeaders(wants)) {
     add(Proto.NOHDRS);
-    add(Proto.NR_HDR);
+    if (nr) add(Proto.NR_HDR);
   } else {
-    if (!stages.has('header')) add(Proto.NR_HDR);
+    if (nr && !stages.has('header')) add(Proto.NR_HDR);
     // Exact header bytes (for scanners and for our own added headers): we add the leading space ourselves.
     add(Proto.HDR_LEADSPC);
   }
-  if (!stages.has('eoh')) {
-    add(Proto.NOEOH);
-    add(Proto.NR_EOH);
-  }
   if (!wantsBody(wants)) {
     add(Proto.NOBODY);
-    add(Proto.NR_BODY);
-  } else if (!wants.scanners || !can(Proto.SKIP)) {
-    // Without scanners, or without SKIP, a body reply buys nothing: take the chunks without answering.
-    add(Proto.NR_BODY);
-  } else {
-    // Answer body chunks so we can send SKIP once a message outgrows what the scanners take.
+    if (nr) add(Proto.NR_BODY);
+  } else if (wants.scanners && can(Proto.SKIP)) {
+    // Answer body chunks so we can send SKIP once a message outgrows what the scanners may take.
     protocol |= Proto.SKIP;
+  } else if (nr) {
+    add(Proto.NR_BODY);
   }
   add(Proto.NOUNKNOWN);
-  add(Proto.NR_UNKN);
 
   const wantActions = Action.ADDHDRS | Action.CHGHDRS | Action.QUARANTINE | Action.SETSYMLIST;
   const actions = wantActions & offeredActions;

@@ -45,6 +45,8 @@ export interface MilterServerOptions {
   readonly progressIntervalMs: number;
   /** Unix socket permissions (default 0o660). */
   readonly socketMode?: number;
+  /** Negotiate SMFIP_NR_* for events without rules (default false). */
+  readonly noReply?: boolean;
 }
 
 let counter = 0;
@@ -117,6 +119,7 @@ export class MilterServer {
       maxPacket: this.options.maxPacket,
       readTimeoutMs: this.options.readTimeoutMs,
       progressIntervalMs: this.options.progressIntervalMs,
+      ...(this.options.noReply ? { noReply: true } : {}),
     });
     this.sessions.add(session);
     void session.closed.then(() => this.sessions.delete(session));

@@ -26,6 +26,8 @@ export interface MilterSessionOptions {
   readonly readTimeoutMs: number;
   /** Send SMFIR_PROGRESS this often while a replied-to command waits on slow work. */
   readonly progressIntervalMs: number;
+  /** Negotiate SMFIP_NR_* for events without rules (default false; see milter-negotiate.ts). */
+  readonly noReply?: boolean;
 }
 
 /** Order of macro stages: a command of one stage clears the macros of every later stage (libmilter). */
@@ -284,7 +286,7 @@ export class MilterSession {
 
   private onOptneg(cmd: Extract<MilterCommand, { type: 'optneg' }>): undefined {
     const deps = this.opts.deps;
-    const neg = negotiate(cmd, { needs: deps.policy.needs, scanners: deps.scanners.enabled });
+    const neg = negotiate(cmd, { needs: deps.policy.needs, scanners: deps.scanners.enabled }, { noReply: this.opts.noReply === true });
     if (neg instanceof ProtocolError) {
       this.fail('option negotiation failed', { error: neg.message });
       return undefined;

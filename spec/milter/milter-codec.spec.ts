@@ -302,8 +302,14 @@ describe('milter/milter-negotiate', () => {
   const needs = (stages: RuleStage[], extra: Partial<PolicyNeeds> = {}): PolicyNeeds => ({ stages: new Set(stages), headers: false, scan: false, spf: false, dnsLists: new Set(), ...extra });
   const postfix = { version: 6, actions: 0x1ff, protocol: 0x1fffff };
 
-  it('answers version 6, asks only for offered bits, and appends the macro lists', () => {
-    const n = negotiate(postfix, { needs: needs(['connect', 'rcpt']), scanners: false });
+  it('by default promises no NR_* and skips nothing whose macros Postfix sends anyway (DATA, EOH)', () => {
+    const n = negotiate(postfix, { needs: needs(['rcpt']), scanners: false });
+    assert.ok(!(n instanceof ProtocolError));
+    assert.equal(n.protocol, Proto.NOHDRS | Proto.NOBODY | Proto.NOUNKNOWN);
+  });
+
+  it('with noReply: answers version 6, asks only for offered bits, and appends the macro lists', () => {
+    const n = negotiate(postfix, { needs: needs(['connect', 'rcpt']), scanners: false }, { noReply: true });
     assert.ok(!(n instanceof ProtocolError));
     assert.equal(n.version, 6);
     assert.equal(n.actions, Action.ADDHDRS | Action.CHGHDRS | Action.QUARANTINE | Action.SETSYMLIST);
@@ -318,7 +324,7 @@ describe('milter/milter-negotiate', () => {
   });
 
   it('asks for headers (leading space intact) and body with SKIP when scanners run', () => {
-    const n = negotiate(postfix, { needs: needs(['eom']), scanners: true });
+    const n = negotiate(postfix, { needs: needs(['eom']), scanners: true }, { noReply: true });
     assert.ok(!(n instanceof ProtocolError));
     assert.equal(n.protocol & (Proto.NOHDRS | Proto.NOBODY | Proto.NR_BODY), 0);
     assert.notEqual(n.protocol & Proto.SKIP, 0);
@@ -327,7 +333,7 @@ describe('milter/milter-negotiate', () => {
   });
 
   it('never requests bits the MTA did not offer, adapts to older versions, refuses version < 2', () => {
-    const n = negotiate({ version: 2, actions: 0x0f, protocol: 0x3f }, { needs: needs(['eom']), scanners: true });
+    const n = negotiate({ version: 2, actions: 0x0f, protocol: 0x3f }, { needs: needs(['eom']), scanners: true }, { noReply: true });
     assert.ok(!(n instanceof ProtocolError));
     assert.equal(n.version, 2);
     assert.equal(n.actions & ~0x0f, 0);

@@ -14,8 +14,8 @@ import { MilterTestClient, POSTFIX_OPTNEG, scriptedPolicy, testDeps } from '../h
 import { freePort } from '../helpers/ports.js';
 
 const ALL: RuleStage[] = ['connect', 'helo', 'mail', 'rcpt', 'data', 'header', 'eoh', 'eom'];
-/** With a rule at every stage these get exactly one reply; body (NR_BODY, no scanners), macro, abort get none. */
-const REPLIED = new Set<MilterCommand['type']>(['connect', 'helo', 'mail', 'rcpt', 'data', 'header', 'eoh', 'eob']);
+/** With a rule at every stage (and no NR_* by default) these get exactly one reply; macro and abort get none. */
+const REPLIED = new Set<MilterCommand['type']>(['connect', 'helo', 'mail', 'rcpt', 'data', 'header', 'eoh', 'body', 'eob']);
 
 const command: fc.Arbitrary<MilterCommand> = fc.oneof(
   fc.constant<MilterCommand>({ type: 'connect', hostname: 'h', family: 'inet', port: 25, address: '192.0.2.1' }),

@@ -27,12 +27,13 @@ describe('milter/milter-session over a socket', function () {
   let door: Door | undefined;
   const clients: MilterTestClient[] = [];
 
-  async function start(stages: RuleStage[], script: Script, opts: { scanners?: ScannerSet; effects?: EffectRunner; progressIntervalMs?: number; readTimeoutMs?: number; maxPacket?: number; headers?: boolean } = {}) {
+  async function start(stages: RuleStage[], script: Script, opts: { scanners?: ScannerSet; effects?: EffectRunner; progressIntervalMs?: number; readTimeoutMs?: number; maxPacket?: number; headers?: boolean; noReply?: boolean } = {}) {
     const policy = scriptedPolicy(stages, script, { headers: opts.headers ?? false });
     const logger = memoryLogger();
     const port = await freePort();
     door = createMilterDoor(
-      { listen: `inet:127.0.0.1:${port}`, progressIntervalMs: opts.progressIntervalMs ?? 10000, readTimeoutMs: opts.readTimeoutMs ?? 10000, maxPacket: opts.maxPacket ?? 1 << 20 },
+      // Most tests here exercise the NR_* path (no replies to events without rules); one test checks the default.
+      { listen: `inet:127.0.0.1:${port}`, progressIntervalMs: opts.progressIntervalMs ?? 10000, readTimeoutMs: opts.readTimeoutMs ?? 10000, maxPacket: opts.maxPacket ?? 1 << 20, noReply: opts.noReply ?? true },
       testDeps(policy, { logger, ...(opts.scanners ? { scanners: opts.scanners } : {}), ...(opts.effects ? { effects: opts.effects } : {}) }),
     );
     await door.start();
@@ -79,6 +80,26 @@ describe('milter/milter-session over a socket', function () {
     assert.equal(r.protocol & Proto.NR_CONN, 0);
     assert.ok(r.macroLists.some((m) => m.stage === 0 && m.names.includes('{client_addr}') && m.names.includes('{daemon_port}')));
     assert.ok(r.macroLists.some((m) => m.stage === 2 && m.names.includes('{auth_authen}')));
+  });
+
+  it('by default answers every command it receives (no NR_*), receives DATA and EOH, skips unneeded headers and body', async () => {
+    const { port } = await start(['rcpt'], () => undefined, { noReply: false });
+    const c = await client(port);
+    const proto = await negotiated(c);
+    const NR = Proto.NR_CONN | Proto.NR_HELO | Proto.NR_MAIL | Proto.NR_RCPT | Proto.NR_DATA | Proto.NR_HDR | Proto.NR_EOH | Proto.NR_BODY | Proto.NR_UNKN;
+    assert.equal(proto & NR, 0);
+    assert.equal(proto & (Proto.NODATA | Proto.NOEOH), 0);
+    assert.equal(proto & (Proto.NOHDRS | Proto.NOBODY), Proto.NOHDRS | Proto.NOBODY);
+    postfixConnect(c);
+    assert.deepEqual(await c.reply(), { type: 'continue' });
+    for (const cmd of [{ type: 'helo', name: 'h' }, { type: 'mail', args: ['<a@b>'] }, { type: 'rcpt', args: ['<c@d>'] }, { type: 'data' }, { type: 'eoh' }] as const) {
+      c.send({ type: 'macro', stage: 'X', macros: [] }, cmd);
+      assert.deepEqual(await c.reply(), { type: 'continue' }, cmd.type);
+    }
+    c.send({ type: 'eob', chunk: Buffer.alloc(0) });
+    assert.deepEqual(await c.untilFinal(), [{ type: 'continue' }]);
+    c.send({ type: 'abort' });
+    await c.nothingFor(50);
   });
 
   it('rejects at CONNECT with the exact SMFIR_REPLYCODE and sees the client from the packet and macros', async () => {
