@@ -357,6 +357,12 @@ const interceptListeners: Schema<InterceptListenerConfig[]> = {
   },
 };
 
+/** A file mode written as an octal string ("0660"): YAML would read a bare 0660 as the decimal 660. */
+const fileMode = scalar('an octal file mode such as "0660"', (v) => {
+  if (typeof v === 'string' && /^0?[0-7]{3}$/.test(v)) return parseInt(v, 8);
+  return new Problem(`expected an octal file mode in quotes such as "0660", got ${JSON.stringify(v)}`, typeof v === 'number' ? 'quote it: YAML reads a bare 0660 as a decimal number' : undefined);
+});
+
 function loopback(): Cidr[] {
   return [
     { address: '127.0.0.0', prefix: 8, family: 4 },
@@ -369,6 +375,8 @@ const milter = object<MilterConfig>({
   maxPacket: withDefault(sizeIn(65535, 64 * 1024 * 1024), 1024 * 1024),
   timeout: withDefault(duration, 600_000),
   progressInterval: withDefault(duration, 10_000),
+  noReply: withDefault(bool, false),
+  socketMode: withDefault(fileMode, 0o660),
 });
 
 const filterDoor = object<FilterDoorConfig>({

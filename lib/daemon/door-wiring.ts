@@ -44,7 +44,10 @@ export function builtinDoors(): DoorRegistry {
       ),
     )
     .register('milter', (s, _config, deps) =>
-      createMilterDoor({ listen: milterListen(s.listen), maxPacket: s.maxPacket, readTimeoutMs: s.timeout, progressIntervalMs: s.progressInterval, name: 'milter' }, deps),
+      createMilterDoor(
+        { listen: milterListen(s.listen), maxPacket: s.maxPacket, readTimeoutMs: s.timeout, progressIntervalMs: s.progressInterval, noReply: s.noReply, socketMode: s.socketMode, name: 'milter' },
+        deps,
+      ),
     )
     .register('filter', (s, config, deps) => {
       const spoolDir = join(config.stateDir, 'spool');

@@ -153,6 +153,14 @@ drain_timeot: 5s
       );
     });
 
+    it('reads a unix socket mode as a quoted octal string', () => {
+      assert.equal(parseConfig('milter: { listen: unix:m.sock, socket_mode: "0600" }\n', FILE).milter?.socketMode, 0o600);
+      assert.equal(parseConfig('milter: { listen: unix:m.sock }\n', FILE).milter?.socketMode, 0o660);
+      const [d] = errorsOf('milter: { listen: unix:m.sock, socket_mode: 0660 }\n');
+      assert.equal(d?.message, 'milter.socket_mode: expected an octal file mode in quotes such as "0660", got 660');
+      assert.equal(d?.hint, 'quote it: YAML reads a bare 0660 as a decimal number');
+    });
+
     it('suggests the value for a near-miss word', () => {
       const [d] = errorsOf(MIN + 'log: { format: jsno }\n');
       assert.equal(d?.hint, 'did you mean "json"?');
