@@ -31,6 +31,8 @@ export type StageEvent =
       readonly destinationSource?: DestinationSource;
       /** The client spoke before the greeting. */
       readonly earlytalker?: boolean;
+      /** Concurrent sessions at the door when this one started, this one included (from this client; in total). */
+      readonly sessions?: SessionCounts;
     }
   | { readonly stage: 'helo'; readonly name: string; readonly extended: boolean }
   | { readonly stage: 'tls'; readonly active: boolean; readonly protocol?: string; readonly cipher?: string }
@@ -45,6 +47,12 @@ export type StageEvent =
   | { readonly stage: 'scan'; readonly results: Partial<ScanResults> }
   | { readonly stage: 'reset' }
   | { readonly stage: 'close' };
+
+/** Concurrent sessions at a door, counting the session they are reported for. */
+export interface SessionCounts {
+  readonly client: number;
+  readonly total: number;
+}
 
 /** What the content scanners found; filled in before the eom stage is evaluated. */
 export interface ScanResults {

@@ -1,4 +1,4 @@
-import type { DestinationSource, DoorName, Endpoint, ScanResults, StageEvent } from './stage.js';
+import type { DestinationSource, DoorName, Endpoint, ScanResults, SessionCounts, StageEvent } from './stage.js';
 import { NO_SCAN_RESULTS } from './stage.js';
 
 /** Facts about the SMTP session; kept across messages of one connection. */
@@ -17,6 +17,10 @@ export interface SessionFacts {
   readonly startedAt: number;
   /** Messages finished (eom seen) in this session so far. */
   readonly messages: number;
+  /** Concurrent sessions at connect, this one included (1/1 when the door does not count them). */
+  readonly sessions: SessionCounts;
+  /** Recipients accepted over the whole session (all messages; smtp-gated's RCPTS_TOTAL). */
+  readonly rcptsTotal: number;
 }
 
 /** The envelope of the message in progress; reset by RSET, after each message, and by a new HELO. */
@@ -52,6 +56,8 @@ export interface Transaction {
 const EMPTY_ENVELOPE: Envelope = Object.freeze({ mailParams: Object.freeze({}), rcpts: Object.freeze([]) as readonly string[] });
 const EMPTY_MESSAGE: MessageFacts = Object.freeze({ headers: Object.freeze([]) as MessageFacts['headers'], size: 0, scan: NO_SCAN_RESULTS });
 
+const ONE_SESSION: SessionCounts = Object.freeze({ client: 1, total: 1 });
+
 /** Starts a transaction from the connect event. */
 export function startTransaction(event: Extract<StageEvent, { stage: 'connect' }>, id: string, now: number): Transaction {
   const session: SessionFacts = {
@@ -66,6 +72,8 @@ export function startTransaction(event: Extract<StageEvent, { stage: 'connect' }
     tls: { active: false },
     startedAt: now,
     messages: 0,
+    sessions: event.sessions ?? ONE_SESSION,
+    rcptsTotal: 0,
   };
   return { session, envelope: EMPTY_ENVELOPE, message: EMPTY_MESSAGE };
 }
@@ -117,7 +125,7 @@ export function acceptRecipient(tx: Transaction): Transaction {
   const rcpt = tx.envelope.rcpt;
   if (rcpt === undefined) return tx;
   const { rcpt: _r, ...rest } = tx.envelope;
-  return { ...tx, envelope: { ...rest, rcpts: [...rest.rcpts, rcpt] } };
+  return { ...tx, session: { ...tx.session, rcptsTotal: tx.session.rcptsTotal + 1 }, envelope: { ...rest, rcpts: [...rest.rcpts, rcpt] } };
 }
 
 /** Marks the end of a message: counts it and clears the envelope for the next one. */

@@ -2,6 +2,7 @@ import type { EffectRunner } from '../core/effects.js';
 import type { Limits } from '../core/limits.js';
 import type { Logger } from '../core/logger.js';
 import type { PolicyPort } from '../core/policy-port.js';
+import type { QuarantineSink } from '../core/quarantine-sink.js';
 import type { LockStore } from '../policy/lock-store.js';
 import type { ScannerSet } from '../scanners/scanner.js';
 
@@ -15,6 +16,8 @@ export interface DoorDeps {
   readonly logger: Logger;
   /** Our host name, for greetings, trace headers and {proxy.name}. */
   readonly hostname: string;
+  /** Where quarantine verdicts put messages (the quarantine store); without it doors refuse or defer instead. */
+  readonly quarantine?: QuarantineSink;
 }
 
 /** A door: a listener speaking one protocol that feeds the engine. */

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { DoorName, Endpoint, ScanResults } from '../core/stage.js';
 import type { Transaction } from '../core/transaction.js';
+import type { QuarantineSink } from '../core/quarantine-sink.js';
 
 export const QUARANTINE_ID = /^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{12}$/;
 /** Sidecars larger than this are not read (a sidecar is a few hundred bytes plus the recipients). */
@@ -62,7 +63,7 @@ function newId(now: Date): string {
   return `${iso}-${randomBytes(6).toString('hex')}`;
 }
 
-export class QuarantineStore {
+export class QuarantineStore implements QuarantineSink {
   constructor(
     readonly dir: string,
     options: { create?: boolean } = {},

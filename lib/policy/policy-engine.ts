@@ -17,6 +17,7 @@ import type { PolicyProviders } from './providers.js';
 import { EvalContext, NeedFact, type FactKey, type FactValue } from './rule-context.js';
 import type { CompiledRule, CompiledRuleset } from './rule-compiler.js';
 import { renderTemplate } from './rule-template.js';
+import { isValidHeaderName, verdictHeaders, type VerdictHeaderNames } from './verdict-headers.js';
 
 export interface PolicyEngineOptions {
   readonly logger?: Logger;
@@ -28,6 +29,12 @@ export interface PolicyEngineOptions {
   readonly evaluationBudgetMs?: number;
   /** Do not write locks (for `policy test --explain` against a real lock store): a lock counts as new when none exists. */
   readonly dryRunLocks?: boolean;
+  /**
+   * Scanner verdict headers (X-Virus-Status, X-Spam-Status, X-Spam-Score) appended as `add` mutations to every eom
+   * verdict that keeps the message (not reject, tempfail or discard). `true` uses the default names; an object
+   * renames them or turns one off (`false`). Off by default. Turning it on makes `needs.stages` include eom.
+   */
+  readonly verdictHeaders?: boolean | VerdictHeaderNames;
 }
 
 /** One rule considered at a stage, matched or not, and why (for `policy test --explain`). */
@@ -68,14 +75,23 @@ export class PolicyEngine implements PolicyPort {
   private readonly timeoutMs: number;
   private readonly budgetMs: number;
   private readonly dryRunLocks: boolean;
+  private readonly verdictHeaderNames: VerdictHeaderNames | undefined;
   private readonly sessionFacts = new WeakMap<SessionFacts, Map<FactKey, FactValue>>();
+  /** The last facts map per client endpoint object (shared by every SessionFacts of one session), with its session id. */
+  private readonly factsByClient = new WeakMap<object, { id: string; map: Map<FactKey, FactValue> }>();
 
   constructor(
     readonly ruleset: CompiledRuleset,
     private readonly providers: PolicyProviders,
     opts: PolicyEngineOptions = {},
   ) {
-    this.needs = ruleset.needs;
+    this.verdictHeaderNames = opts.verdictHeaders === true ? {} : opts.verdictHeaders === false ? undefined : opts.verdictHeaders;
+    if (this.verdictHeaderNames) {
+      for (const n of [this.verdictHeaderNames.virus, this.verdictHeaderNames.spamStatus, this.verdictHeaderNames.spamScore]) {
+        if (typeof n === 'string' && !isValidHeaderName(n)) throw new Error(`verdict header name "${n}" is not a valid header field name`);
+      }
+    }
+    this.needs = this.verdictHeaderNames && !ruleset.needs.stages.has('eom') ? { ...ruleset.needs, stages: new Set([...ruleset.needs.stages, 'eom']) } : ruleset.needs;
     this.logger = opts.logger ?? NULL_LOGGER;
     this.proxyName = opts.proxyName ?? 'sluice';
     this.timeoutMs = opts.providerTimeoutMs ?? 5000;
@@ -84,6 +100,13 @@ export class PolicyEngine implements PolicyPort {
   }
 
   evaluate(stage: RuleStage, tx: Transaction): Promise<Verdict> {
+    const v = this.evaluateRules(stage, tx);
+    const names = this.verdictHeaderNames;
+    if (stage !== 'eom' || names === undefined) return v;
+    return v.then((verdict) => withVerdictHeaders(verdict, tx, names));
+  }
+
+  private evaluateRules(stage: RuleStage, tx: Transaction): Promise<Verdict> {
     const rules = this.ruleset.byStage.get(stage);
     if (rules === undefined) return RESOLVED_CONTINUE;
     try {
@@ -126,8 +149,12 @@ export class PolicyEngine implements PolicyPort {
   private factsFor(session: SessionFacts): Map<FactKey, FactValue> {
     let m = this.sessionFacts.get(session);
     if (m === undefined) {
-      m = new Map();
+      // A new SessionFacts object of the same session (e.g. a recipient counted in rcptsTotal) keeps its
+      // SPF/DNS answers: the facts are keyed by their query, so they stay right for the whole session.
+      const prev = this.factsByClient.get(session.client);
+      m = prev !== undefined && prev.id === session.id ? prev.map : new Map<FactKey, FactValue>();
       this.sessionFacts.set(session, m);
+      this.factsByClient.set(session.client, { id: session.id, map: m });
     }
     return m;
   }
@@ -291,6 +318,14 @@ export class PolicyEngine implements PolicyPort {
   }
 }
 
+/** Appends the scanner verdict headers to an eom verdict that keeps the message. */
+function withVerdictHeaders(v: Verdict, tx: Transaction, names: VerdictHeaderNames): Verdict {
+  if (v.action === 'reject' || v.action === 'tempfail' || v.action === 'discard') return v;
+  const headers = verdictHeaders(tx.message.scan, names);
+  if (headers.length === 0) return v;
+  return { ...v, mutations: [...v.mutations, ...headers] };
+}
+
 /** smtp-gated's action-script environment, plus sluice's own RULE, STAGE, LOCK_KEY, LOCK_REASON, AUTH_USER. */
 function hookEnv(ctx: EvalContext, f: Firing, proxyName: string): Record<string, string> {
   const { session, envelope, message } = ctx.tx;
@@ -311,7 +346,8 @@ function hookEnv(ctx: EvalContext, f: Firing, proxyName: string): Record<string,
     AUTH_USER: session.auth?.user ?? '',
     HELO: session.helo ?? '',
     MAIL_FROM: envelope.mailFrom ?? '',
-    RCPTS_TOTAL: String(envelope.rcpts.length + (envelope.rcpt !== undefined && ctx.stage === 'rcpt' ? 1 : 0)),
+    // Recipients over the whole session (smtp-gated counted every accepted RCPT of the connection), plus the one judged.
+    RCPTS_TOTAL: String(session.rcptsTotal + (envelope.rcpt !== undefined && ctx.stage === 'rcpt' ? 1 : 0)),
     SIZE: String(message.size),
     TRANSACTION: String(session.messages + 1),
     SESSION_ID: session.id,
