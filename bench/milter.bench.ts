@@ -6,6 +6,8 @@
  *                  loopback test traffic is judged like outside mail instead of accepted at connect)
  *   milter-accept  Postfix with the sluice milter and no rules (everything negotiated away: the protocol floor)
  *   filter         Postfix with the sluice filter door as content_filter (after-queue, re-injection)
+ *   latency-*      one session, messages one after another: ms per message for Postfix alone, with the milter
+ *                  (default negotiation) and with the milter promising no replies (noReply: NR_* bits)
  * 16 parallel SMTP sessions, MESSAGES messages of ~4 KB, one message per session (as MX traffic arrives).
  * Throughput = messages / (first submission → last delivery seen by Postfix's smtp client to the sink).
  * `postfix` and `milter-example` run twice, interleaved; the best run of each is reported (the machine is
@@ -13,7 +15,7 @@
  * Prints a table and one `BENCH_JSON {...}` line. Loopback only; bounded in time.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_LIMITS } from '../lib/core/limits.js';
@@ -33,7 +35,9 @@ import { postfixAvailable, startPostfix, type PostfixInstance } from '../spec/he
 const SESSIONS = 16;
 const MESSAGES = Number(process.env['MILTER_BENCH_MESSAGES'] ?? 1000);
 const BODY_BYTES = 4000;
-const SCENARIOS = ['codec', 'postfix', 'milter-example', 'milter-accept', 'filter'] as const;
+const SCENARIOS = ['codec', 'postfix', 'milter-example', 'milter-accept', 'filter', 'latency-postfix', 'latency-milter', 'latency-milter-nr'] as const;
+/** Single-session latency runs: messages sent one after another over one connection at a time. */
+const LATENCY_MESSAGES = 100;
 type Scenario = (typeof SCENARIOS)[number];
 
 interface Result {
@@ -42,6 +46,10 @@ interface Result {
   readonly seconds?: number;
   readonly perSecond?: number;
   readonly mbPerSecond?: number;
+  /** CPU the sluice door used per message (this process: door + engine), in milliseconds. */
+  readonly cpuMsPerMessage?: number;
+  /** Latency scenarios: wall milliseconds per message at one session. */
+  readonly msPerMessage?: number;
   readonly note?: string;
   readonly error?: string;
 }
@@ -128,11 +136,34 @@ async function startSink(): Promise<{ port: number; child: ChildProcess }> {
   throw new Error('smtp-sink did not start');
 }
 
-function countSent(pf: PostfixInstance): number {
-  const log = pf.log();
-  let n = 0;
-  for (let i = log.indexOf('status=sent'); i >= 0; i = log.indexOf('status=sent', i + 1)) n++;
-  return n;
+/** Counts "status=sent" in Postfix's log, reading only what was appended since the last call. */
+function sentCounter(pf: PostfixInstance): () => number {
+  let offset = 0;
+  let count = 0;
+  let tail = '';
+  return () => {
+    let fd: number;
+    try {
+      fd = openSync(pf.logFile, 'r');
+    } catch {
+      return count;
+    }
+    try {
+      const size = fstatSync(fd).size;
+      if (size > offset) {
+        const buf = Buffer.alloc(size - offset);
+        readSync(fd, buf, 0, buf.length, offset);
+        offset = size;
+        const text = tail + buf.toString('latin1');
+        const cut = text.lastIndexOf('\n') + 1;
+        for (let i = text.indexOf('status=sent'); i >= 0 && i < cut; i = text.indexOf('status=sent', i + 1)) count++;
+        tail = text.slice(cut);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return count;
+  };
 }
 
 async function postfixScenario(scenario: Scenario): Promise<Result> {
@@ -142,10 +173,14 @@ async function postfixScenario(scenario: Scenario): Promise<Result> {
   let pf: PostfixInstance | undefined;
   try {
     const main = { relayhost: `[127.0.0.1]:${sink.port}`, default_process_limit: '40', smtpd_client_connection_count_limit: '0', smtpd_client_connection_rate_limit: '0' };
-    if (scenario === 'milter-example' || scenario === 'milter-accept') {
+    const latency = scenario.startsWith('latency-');
+    const sessions = latency ? 1 : SESSIONS;
+    const messages = latency ? LATENCY_MESSAGES : MESSAGES;
+    if (scenario === 'milter-example' || scenario === 'milter-accept' || scenario === 'latency-milter' || scenario === 'latency-milter-nr') {
       const port = await freePort();
       const policy = scenario === 'milter-example' ? exampleEngine() : new PolicyEngine(compileRules([]), { locks: new MemoryLockStore(), clock: { now: () => Date.now() } });
-      door = createMilterDoor({ listen: `inet:127.0.0.1:${port}`, noReply: process.env['MILTER_BENCH_NOREPLY'] === '1' }, deps(policy));
+      const noReply = scenario === 'latency-milter-nr' || process.env['MILTER_BENCH_NOREPLY'] === '1';
+      door = createMilterDoor({ listen: `inet:127.0.0.1:${port}`, noReply }, deps(policy));
       await door.start();
       pf = await startPostfix({ sink: false, snippets: ['milter'], ports: { 10030: port }, main: { ...main, non_smtpd_milters: '' } });
     } else if (scenario === 'filter') {
@@ -157,26 +192,42 @@ async function postfixScenario(scenario: Scenario): Promise<Result> {
     } else {
       pf = await startPostfix({ sink: false, main });
     }
+    const source = (m: number): Promise<{ code: number; out: string }> =>
+      run(
+        '/usr/sbin/smtp-source',
+        ['-s', String(sessions), '-m', String(m), '-l', String(BODY_BYTES), '-f', 'alice@example.org', '-t', 'bob@example.net', '-M', 'client.example.org', '-S', 'bench', `127.0.0.1:${pf!.smtpPort}`],
+        150_000,
+      );
+    if (latency) {
+      // Submission time only (smtp-source waits for each 250 before the next message): the per-message cost
+      // the milter adds to the SMTP client's wait. Warm up first.
+      await source(5);
+      const t0 = Date.now();
+      const src = await source(messages);
+      if (src.code !== 0) return { scenario, error: `smtp-source failed: ${src.out.slice(0, 500)}` };
+      const ms = (Date.now() - t0) / messages;
+      return { scenario, messages, seconds: (Date.now() - t0) / 1000, msPerMessage: ms };
+    }
+    const counter = sentCounter(pf);
     const started = Date.now();
-    const src = await run(
-      '/usr/sbin/smtp-source',
-      ['-s', String(SESSIONS), '-m', String(MESSAGES), '-l', String(BODY_BYTES), '-f', 'alice@example.org', '-t', 'bob@example.net', '-M', 'client.example.org', '-S', 'bench', `127.0.0.1:${pf.smtpPort}`],
-      150_000,
-    );
+    const cpu0 = process.cpuUsage();
+    const src = await source(messages);
     if (src.code !== 0) return { scenario, error: `smtp-source failed: ${src.out.slice(0, 500)}` };
     const deadline = Date.now() + 150_000;
-    let sent = countSent(pf);
-    while (sent < MESSAGES && Date.now() < deadline) {
+    let sent = counter();
+    while (sent < messages && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
-      sent = countSent(pf);
+      sent = counter();
     }
     const seconds = (Date.now() - started) / 1000;
-    if (sent < MESSAGES) return { scenario, messages: sent, seconds, error: `only ${sent}/${MESSAGES} delivered in time` };
-    return { scenario, messages: MESSAGES, seconds, perSecond: MESSAGES / seconds };
+    const cpu = process.cpuUsage(cpu0);
+    if (sent < messages) return { scenario, messages: sent, seconds, error: `only ${sent}/${messages} delivered in time` };
+    const base = { scenario, messages, seconds, perSecond: messages / seconds };
+    return door ? { ...base, cpuMsPerMessage: (cpu.user + cpu.system) / 1000 / messages } : base;
   } finally {
     await pf?.stop();
     await door?.stop(1000);
-    sink.child.kill('SIGTERM');
+    sink.child.kill('SIGKILL');
   }
 }
 
@@ -189,7 +240,9 @@ async function child(name: Scenario): Promise<void> {
   } catch (err) {
     r = { scenario: name, error: err instanceof Error ? err.message : String(err) };
   }
-  process.stdout.write(`RESULT ${JSON.stringify(r)}\n`);
+  // Exit as soon as the result is out: a straggling handle (a peer process, a timer) must not keep the scenario
+  // process (and the whole benchmark) waiting.
+  process.stdout.write(`RESULT ${JSON.stringify(r)}\n`, () => process.exit(0));
 }
 
 async function runChild(name: Scenario): Promise<Result> {
@@ -210,7 +263,8 @@ async function main(): Promise<void> {
   const only = process.argv.slice(2).filter((a) => (SCENARIOS as readonly string[]).includes(a)) as Scenario[];
   // The limit and the main scenario run twice, interleaved, and the best run of each counts: on a shared
   // 2-core machine one noisy neighbour can otherwise decide the ratio.
-  const order: Scenario[] = only.length > 0 ? only : ['codec', 'postfix', 'milter-example', 'milter-accept', 'filter', 'postfix', 'milter-example'];
+  const order: Scenario[] =
+    only.length > 0 ? only : ['codec', 'postfix', 'milter-example', 'milter-accept', 'filter', 'postfix', 'milter-example', 'latency-postfix', 'latency-milter', 'latency-milter-nr'];
   const runs: Result[] = [];
   for (const s of order) {
     const t0 = Date.now();
@@ -229,11 +283,12 @@ async function main(): Promise<void> {
   const limit = results.find((r) => r.scenario === 'postfix')?.perSecond;
   const pad = (s: string, n: number): string => s.padEnd(n);
   process.stdout.write(`\nmilter benchmark: ${SESSIONS} parallel sessions, ${MESSAGES} messages of ~${BODY_BYTES} bytes\n`);
-  process.stdout.write(`${pad('scenario', 16)}${pad('msgs/s', 10)}${pad('% of postfix', 14)}${pad('seconds', 10)}note\n`);
+  process.stdout.write(`${pad('scenario', 19)}${pad('msgs/s', 10)}${pad('% of postfix', 14)}${pad('seconds', 10)}${pad('sluice CPU', 14)}note\n`);
   for (const r of results) {
-    const rate = r.mbPerSecond !== undefined ? `${r.mbPerSecond.toFixed(0)} MB/s` : r.perSecond !== undefined ? r.perSecond.toFixed(0) : '-';
+    const rate = r.mbPerSecond !== undefined ? `${r.mbPerSecond.toFixed(0)} MB/s` : r.msPerMessage !== undefined ? `${r.msPerMessage.toFixed(2)} ms` : r.perSecond !== undefined ? r.perSecond.toFixed(0) : '-';
     const pct = r.perSecond !== undefined && limit ? `${((100 * r.perSecond) / limit).toFixed(0)}%` : '-';
-    process.stdout.write(`${pad(r.scenario, 16)}${pad(rate, 10)}${pad(pct, 14)}${pad(r.seconds?.toFixed(2) ?? '-', 10)}${r.error ? 'ERROR ' + r.error : (r.note ?? '')}\n`);
+    const cpu = r.cpuMsPerMessage !== undefined ? `${r.cpuMsPerMessage.toFixed(2)} ms/msg` : '-';
+    process.stdout.write(`${pad(r.scenario, 19)}${pad(rate, 10)}${pad(pct, 14)}${pad(r.seconds?.toFixed(2) ?? '-', 10)}${pad(cpu, 14)}${r.error ? 'ERROR ' + r.error : (r.note ?? '')}\n`);
   }
   const json = {
     sessions: SESSIONS,
