@@ -185,13 +185,22 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
 
   const messages = (): SinkMessage[] => {
     if (!existsSync(dumpDir)) return [];
-    const files = readdirSync(dumpDir)
-      .map((f) => join(dumpDir, f))
-      .filter((f) => statSync(f).isFile())
-      .sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs || a.localeCompare(b));
+    // smtp-sink removes the file of an aborted transaction (e.g. the door dropped the connection before the
+    // final dot), possibly between our listing and our read: a file that vanished was never a message.
+    const read: Array<{ f: string; mtime: number; text: string }> = [];
+    for (const name of readdirSync(dumpDir)) {
+      const f = join(dumpDir, name);
+      try {
+        const st = statSync(f);
+        if (st.isFile()) read.push({ f, mtime: st.mtimeMs, text: readFileSync(f, 'latin1') });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+    read.sort((a, b) => a.mtime - b.mtime || a.f.localeCompare(b.f));
     const out: SinkMessage[] = [];
-    for (const f of files) {
-      const m = parseSinkDump(f, readFileSync(f, 'latin1'));
+    for (const { f, text } of read) {
+      const m = parseSinkDump(f, text);
       if (m) out.push(m);
     }
     return out;
