@@ -3,7 +3,10 @@
  * accepted connections to relay sessions. Counts sessions in total and per client address; over a limit the
  * client gets 421 and the connection is closed. `update(deps)` swaps the policy for sessions started later.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Door, DoorDeps } from '../daemon/door.js';
 import type { Endpoint } from '../core/stage.js';
 import { formatReply } from '../core/smtp-reply.js';
@@ -24,6 +27,15 @@ export interface InterceptDoorOptions {
   readonly holdMaxSize?: number;
   /** Hold the upstream greeting this many ms so early talkers show themselves to the `earlytalker` rule (default 0). */
   readonly greetDelay?: number;
+  /**
+   * Hold mode: messages up to this many bytes are kept until the eom verdict and sent with every header mutation
+   * applied (verdict headers, header edits, quarantine); larger ones fall back to streaming. 0 (default): stream.
+   */
+  readonly holdMessagesUpTo?: number;
+  /** Held bytes kept in memory per message before spilling to a private file (default 64 KiB). */
+  readonly holdMemory?: number;
+  /** Parent directory of the private (0700) hold spool directory (default the OS temp dir). */
+  readonly holdDir?: string;
   /** For tests: a different upstream connector (fault injection). */
   readonly connect?: (dest: Endpoint, opts: { transparentSource?: Endpoint; timeoutMs: number }) => Promise<Socket>;
 }
@@ -39,6 +51,9 @@ class InterceptDoor implements Door {
   private readonly sessions = new Set<RelaySession>();
   private readonly perClient = new Map<string, number>();
   private stopping = false;
+  /** The private hold spool directory, created at the first spill, removed at stop. */
+  private spoolDir: string | undefined;
+  private readonly holdDir = (): string => (this.spoolDir ??= mkdtempSync(join(this.options.holdDir ?? tmpdir(), 'sluice-hold-')));
 
   constructor(
     private readonly options: InterceptDoorOptions,
@@ -91,6 +106,8 @@ class InterceptDoor implements Door {
     await all;
     await closing;
     this.listeners = [];
+    if (this.spoolDir) rmSync(this.spoolDir, { recursive: true, force: true });
+    this.spoolDir = undefined;
   }
 
   private onRefused(r: RefusedConnection): void {
@@ -126,6 +143,9 @@ class InterceptDoor implements Door {
         headerCap: this.options.holdMaxSize ?? DEFAULT_HEADER_CAP,
         connect: this.options.connect ?? connectUpstream,
         ...(this.options.greetDelay ? { greetDelay: this.options.greetDelay } : {}),
+        sessions: { client: count + 1, total: this.sessions.size + 1 },
+        ...(this.options.holdMessagesUpTo ? { holdMessagesUpTo: this.options.holdMessagesUpTo, holdDir: this.holdDir } : {}),
+        ...(this.options.holdMemory ? { holdMemory: this.options.holdMemory } : {}),
         ...(c.transparentSource ? { transparentSource: c.transparentSource } : {}),
       },
       deps,

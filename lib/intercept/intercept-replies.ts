@@ -23,6 +23,9 @@ export const REPLIES = {
   locked: r(451, '4.7.1', 'Service temporarily refused for your host'),
   discarded: r(250, '2.0.0', 'Ok'),
   quarantineRefused: r(550, '5.7.1', 'Message refused by content policy'),
+  quarantined: r(250, '2.0.0', 'Ok: message accepted for review'),
+  quarantineFailed: r(451, '4.3.0', 'Message could not be held for review, try again later'),
+  holdFailed: r(451, '4.3.0', 'Local error, try again later'),
   errorBudget: r(421, '4.7.0', 'Too many errors, closing connection'),
 } as const;
 

@@ -11,7 +11,7 @@
  */
 import type { Socket } from 'node:net';
 import { formatReply, GENERIC_TEMPFAIL, type SmtpReply } from '../core/smtp-reply.js';
-import type { Endpoint, DestinationSource, RuleStage, StageEvent } from '../core/stage.js';
+import type { Endpoint, DestinationSource, RuleStage, SessionCounts, StageEvent } from '../core/stage.js';
 import { acceptRecipient, finishMessage, reduceTransaction, startTransaction, type Transaction } from '../core/transaction.js';
 import type { HeaderMutation, Verdict } from '../core/verdict.js';
 import type { Logger } from '../core/logger.js';
@@ -30,6 +30,7 @@ import { relayOpaque } from './opaque-relay.js';
 import { REPLIES, TAKEOVER_REASONS, TAKEOVER_REPLIES } from './intercept-replies.js';
 import { TakeoverResponder } from './takeover-responder.js';
 import { renderLeadingHeaders } from './trace-header.js';
+import { DotStuffState, HeldMessage } from './held-message.js';
 
 export type StarttlsPolicy = 'relay' | 'forbid';
 
@@ -49,6 +50,17 @@ export interface RelaySessionOptions {
   readonly transparentSource?: Endpoint;
   /** Hold the upstream's greeting this long (ms) so that early talkers show themselves (0: relay at once). */
   readonly greetDelay?: number;
+  /** Concurrent sessions at the door when this one started, this one included (for the connect rules). */
+  readonly sessions?: SessionCounts;
+  /**
+   * Hold mode: keep messages up to this many content bytes until the eom verdict, then send them with every
+   * header mutation applied (quarantine possible); larger ones fall back to streaming. 0 or absent: stream.
+   */
+  readonly holdMessagesUpTo?: number;
+  /** Held bytes kept in memory before spilling to a file (default 64 KiB). */
+  readonly holdMemory?: number;
+  /** The private directory (0700) for hold spill files, asked for at the first spill. */
+  readonly holdDir?: () => string;
 }
 
 type Phase = 'connecting' | 'command' | 'data' | 'takeover' | 'opaque' | 'closed';
@@ -131,6 +143,17 @@ export class RelaySession {
   private dataProblem: 'size' | 'bare' | 'upstream' | undefined;
   private dataRest: Buffer | undefined;
   private pendingHead: Buffer | undefined;
+  // Hold mode state
+  /** The message being held (hold mode, until it is sent, stored, dropped, or falls back to streaming). */
+  private held: HeldMessage | undefined;
+  /** Header mutations of the data stage and before (the trace header first), for the held message. */
+  private leadMutations: HeaderMutation[] = [];
+  /** A fallback to streaming is writing the held part upstream; forward bytes wait in flushQueue meanwhile. */
+  private flushing: Promise<void> | undefined;
+  private flushQueue: Buffer[] = [];
+  private holdTimer: NodeJS.Timeout | undefined;
+  /** The message fell back to streaming (eom mutations and quarantine are then not applicable). */
+  private streamed = true;
   private resolveClosed!: () => void;
   /** Resolves when both sockets are closed. */
   readonly closed: Promise<void> = new Promise((r) => (this.resolveClosed = r));
@@ -143,7 +166,11 @@ export class RelaySession {
     this.log = deps.logger.child({ session: opts.id });
     // AUTH lines may be longer than other commands (RFC 4954 §4: 12288 octets); the others are held to the limit below.
     this.clientReader = new LineReader(Math.max(deps.limits.commandLine, SASL_LINE));
-    this.tx = startTransaction({ stage: 'connect', door: 'intercept', client: opts.client, destination: opts.destination, destinationSource: opts.source }, opts.id, this.startedAt);
+    this.tx = startTransaction(
+      { stage: 'connect', door: 'intercept', client: opts.client, destination: opts.destination, destinationSource: opts.source, ...(opts.sessions ? { sessions: opts.sessions } : {}) },
+      opts.id,
+      this.startedAt,
+    );
   }
 
   /** The phase, read fresh (defeats narrowing across awaits and callbacks). */
@@ -226,7 +253,15 @@ export class RelaySession {
   }
 
   private connectEvent(): Extract<StageEvent, { stage: 'connect' }> {
-    return { stage: 'connect', door: 'intercept', client: this.opts.client, destination: this.opts.destination, destinationSource: this.opts.source, earlytalker: this.earlytalker };
+    return {
+      stage: 'connect',
+      door: 'intercept',
+      client: this.opts.client,
+      destination: this.opts.destination,
+      destinationSource: this.opts.source,
+      earlytalker: this.earlytalker,
+      ...(this.opts.sessions ? { sessions: this.opts.sessions } : {}),
+    };
   }
 
   private async onGreeting(reply: ParsedReply): Promise<void> {
@@ -732,8 +767,19 @@ export class RelaySession {
         ...(s.destination ? { destination: s.destination } : {}),
       });
     }
-    const { text, skipped } = renderLeadingHeaders([...this.sessionHeaders, ...this.messageHeaders]);
-    if (skipped.length > 0) this.log.debug({ skipped: skipped.length }, 'header mutations the interceptor cannot apply while streaming');
+    this.leadMutations = [...this.sessionHeaders, ...this.messageHeaders];
+    const { text, skipped } = renderLeadingHeaders(this.leadMutations);
+    const holdLimit = this.opts.holdMessagesUpTo ?? 0;
+    if (holdLimit > 0 && this.opts.holdDir) {
+      this.held = new HeldMessage({ limit: holdLimit, dir: this.opts.holdDir, ...(this.opts.holdMemory ? { memory: this.opts.holdMemory } : {}) });
+      this.streamed = false;
+      // The upstream hears nothing while we hold: at most dataTimeout, then what is held goes out and the rest streams.
+      this.holdTimer = setTimeout(() => this.fallBackToStreaming('hold time'), deps.limits.dataTimeout);
+      this.holdTimer.unref?.();
+    } else {
+      this.streamed = true;
+      if (skipped.length > 0) this.log.debug({ skipped: skipped.length }, 'header mutations the interceptor cannot apply while streaming');
+    }
     // Written together with the first message bytes (one write instead of two).
     this.pendingHead = text ? Buffer.from(text, 'utf8') : undefined;
     this.log.info({ event: 'DATA', from: renderAddress(this.tx.envelope.mailFrom ?? ''), rcpts: this.tx.envelope.rcpts.length }, 'data');
@@ -763,7 +809,18 @@ export class RelaySession {
       this.log.info({ event: 'SMUGGLING', first: framer.firstBare }, 'bare CR or LF in DATA: upstream dropped');
       this.dropUpstreamInData();
     }
-    if (!this.dataProblem) {
+    if (!this.dataProblem && this.held) {
+      let n = 0;
+      for (const c of out.content) n += c.length;
+      if (this.held.wouldOverflow(n)) this.fallBackToStreaming('size');
+    }
+    if (!this.dataProblem && this.held) {
+      // Hold mode: nothing goes upstream before the verdict; the content is kept (and scanned, headers collected).
+      for (const c of out.content) this.held.write(c);
+    } else if (!this.dataProblem && this.flushing) {
+      // Falling back: the held part is being written upstream; these bytes follow it.
+      for (const b of out.forward) this.flushQueue.push(b);
+    } else if (!this.dataProblem) {
       const up = this.upstream;
       let full = false;
       // At the end of data the last bytes wait (corked) for the held dot, so they go out in one write with it.
@@ -779,6 +836,8 @@ export class RelaySession {
           if (this.phase === 'data' && this.framer && !this.framer.done) this.client.resume();
         });
       }
+    }
+    if (!this.dataProblem) {
       for (const c of out.content) {
         this.scanJob?.write(c);
         if (this.headers && !this.headers.done) {
@@ -815,6 +874,115 @@ export class RelaySession {
     this.upstreamOpen = false;
     this.upstream?.destroy();
     this.abortScan();
+    this.dropHeld();
+  }
+
+  private dropHeld(): void {
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+    const held = this.held;
+    this.held = undefined;
+    if (held) void held.dispose();
+  }
+
+  /**
+   * The held message outgrew the hold limit (or was held for dataTimeout): write what is held upstream (trace
+   * header first), then stream the rest as usual. The client is paused until the held part is out.
+   */
+  private fallBackToStreaming(why: 'size' | 'hold time'): void {
+    const held = this.held;
+    if (!held || this.phase !== 'data' || this.dataProblem || !this.framer || this.framer.done) return;
+    this.held = undefined;
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+    this.streamed = true;
+    this.log.info({ event: 'HOLD', why, held: held.size, limit: this.opts.holdMessagesUpTo }, 'message not held any longer: streaming from here (eom header edits and quarantine not applicable)');
+    this.client.pause();
+    this.flushQueue = [];
+    const head = this.pendingHead;
+    this.pendingHead = undefined;
+    this.flushing = (async () => {
+      try {
+        await held.finish();
+        const stuffer = new DotStuffState();
+        if (head) await this.writeUpstream(head);
+        for await (const c of held.raw()) {
+          if (!(await this.writeUpstream(stuffer.stuff(c as Buffer)))) return;
+        }
+        // Bytes that came meanwhile; more may be queued while we wait for a drain.
+        while (this.flushQueue.length > 0) {
+          if (!(await this.writeUpstream(this.flushQueue.shift()!))) return;
+        }
+      } catch (err) {
+        this.log.warn({ event: 'HOLD', error: errText(err) }, 'writing the held part upstream failed');
+        this.dataProblem ??= 'upstream';
+        this.dropUpstreamInData();
+      } finally {
+        await held.dispose();
+      }
+    })().finally(() => {
+      this.flushing = undefined;
+      this.flushQueue = [];
+      if (this.phase === 'data' && this.framer && !this.framer.done) this.client.resume();
+    });
+  }
+
+  /** Writes to the upstream, waiting for a drain when its buffer is full; false once the upstream is gone. */
+  private async writeUpstream(data: Buffer): Promise<boolean> {
+    const up = this.upstream;
+    if (!up || !this.upstreamOpen || this.phase === 'closed') return false;
+    if (data.length > 0 && !up.write(data)) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          up.off('drain', done);
+          up.off('close', done);
+          resolve();
+        };
+        up.on('drain', done);
+        up.on('close', done);
+      });
+    }
+    return this.upstreamOpen && this.now() !== 'closed';
+  }
+
+  /** Sends the held message upstream with the mutations applied (trace header first); false if the upstream went away. */
+  private async sendHeld(held: HeldMessage, mutations: HeaderMutation[]): Promise<boolean> {
+    const { text, skipped } = renderLeadingHeaders(this.leadMutations);
+    const stuffer = new DotStuffState();
+    for await (const c of held.edited(text, [...skipped, ...mutations])) {
+      if (!(await this.writeUpstream(stuffer.stuff(c as Buffer)))) return false;
+    }
+    if (held.headerSkipped) this.log.info({ event: 'HOLD' }, 'header block too large to edit: sent unchanged');
+    return this.writeUpstream(stuffer.lineStart ? DOT_CRLF : CRLF_DOT_CRLF);
+  }
+
+  /** Stores the held message (mutations applied) in the quarantine; the id, or undefined if that failed. */
+  private async quarantineHeld(held: HeldMessage, v: Verdict, mutations: HeaderMutation[]): Promise<string | undefined> {
+    const sink = this.deps.quarantine!;
+    const { tx } = this;
+    const s = tx.session;
+    const { text, skipped } = renderLeadingHeaders(this.leadMutations);
+    try {
+      const entry = await sink.add(
+        {
+          sender: tx.envelope.mailFrom ?? '',
+          recipients: tx.envelope.rcpts,
+          client: s.client,
+          clientName: s.clientName,
+          ...(s.helo !== undefined ? { helo: s.helo } : {}),
+          sessionId: s.id,
+          door: 'intercept',
+          reason: v.reason ?? 'quarantined by policy',
+          ...(v.hits.length > 0 ? { rule: v.hits[v.hits.length - 1]!.rule } : {}),
+          scan: tx.message.scan,
+        },
+        held.edited(text, [...skipped, ...mutations]),
+      );
+      return entry.id;
+    } catch (err) {
+      this.log.error({ event: 'QUARANTINE', error: errText(err) }, 'storing the message in the quarantine failed: deferred');
+      return undefined;
+    }
   }
 
   private abortScan(): void {
@@ -833,15 +1001,33 @@ export class RelaySession {
       if (block) this.onHeaderBlock(block.headers, block.truncated);
     }
     this.headers = undefined;
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+    if (this.flushing) await this.flushing;
+    const held = this.held;
+    let holdFailed = false;
+    if (held && !this.dataProblem) {
+      try {
+        await held.finish();
+      } catch (err) {
+        this.log.error({ event: 'HOLD', error: errText(err) }, 'holding the message failed');
+        holdFailed = true;
+      }
+    }
+    /** Header mutations of the header, eoh and eom verdicts (applied in hold mode). */
+    const mutations: HeaderMutation[] = [];
     let refusal: SmtpReply | undefined;
     let discard = false;
+    let quarantined: string | undefined;
     let why = '';
-    if (this.dataProblem === 'size') [refusal, why] = [REPLIES.tooBig, 'size'];
+    if (holdFailed) [refusal, why] = [REPLIES.holdFailed, 'hold failed'];
+    else if (this.dataProblem === 'size') [refusal, why] = [REPLIES.tooBig, 'size'];
     else if (this.dataProblem === 'bare') [refusal, why] = [REPLIES.bareLineEnding, 'bare line ending'];
     else if (this.dataProblem === 'upstream') [refusal, why] = [REPLIES.upstreamLost, 'upstream lost'];
     if (!refusal) {
       for (const v of await Promise.all(this.contentVerdicts)) {
         if (v && isRefusal(v) && !refusal) [refusal, why] = [this.refusalReply(v, 550), `policy (${ruleNames(v).join(',')})`];
+        if (v) mutations.push(...v.mutations);
       }
       this.contentVerdicts = [];
     }
@@ -859,25 +1045,50 @@ export class RelaySession {
     }
     if (!refusal && this.upstreamOpen) {
       const v = await this.evaluate('eom', { stage: 'eom', size });
+      if (v) mutations.push(...v.mutations);
       if (v && isRefusal(v)) [refusal, why] = [this.refusalReply(v, 550), `policy (${ruleNames(v).join(',')})`];
       else if (v?.action === 'discard') [discard, why] = [true, `discard (${ruleNames(v).join(',')})`];
-      else if (v?.action === 'quarantine') {
-        // The interceptor streams and keeps no copy to quarantine: refuse rather than lose the message silently.
-        this.log.warn({ event: 'QUARANTINE', rules: ruleNames(v), reason: v.reason }, 'quarantine is not available at the intercept door: message refused');
+      else if (v?.action === 'quarantine' && this.held && this.deps.quarantine) {
+        // Hold mode: the one copy goes to the quarantine; the upstream never gets the message.
+        const id = await this.quarantineHeld(this.held, v, mutations);
+        if (id === undefined) [refusal, why] = [REPLIES.quarantineFailed, 'quarantine failed'];
+        else [quarantined, why] = [id, `quarantine (${ruleNames(v).join(',')})`];
+      } else if (v?.action === 'quarantine') {
+        // Streaming (no hold mode, or the message outgrew it) or no quarantine store: refuse rather than lose it silently.
+        this.log.warn({ event: 'QUARANTINE', rules: ruleNames(v), reason: v.reason, held: this.held !== undefined }, 'quarantine needs hold mode and a quarantine store: message refused');
         [refusal, why] = [v.reply && v.reply.code >= 500 ? v.reply : REPLIES.quarantineRefused, `quarantine (${ruleNames(v).join(',')})`];
       }
     }
     if (this.phase === 'closed') return;
-    if (!refusal && !discard && !this.upstreamOpen) [refusal, why] = [REPLIES.upstreamLost, 'upstream lost'];
+    if (!refusal && !discard && !quarantined && !this.upstreamOpen) [refusal, why] = [REPLIES.upstreamLost, 'upstream lost'];
+    if (!refusal && !discard && !quarantined && this.held) {
+      // Hold mode: the message goes upstream now, edited, then the dot (phase stays 'data' meanwhile).
+      if (!(await this.sendHeld(this.held, mutations))) [refusal, why] = [REPLIES.upstreamLost, 'upstream lost'];
+      if (this.now() === 'closed') return;
+      this.dropHeld();
+    } else if (!refusal && !discard && !quarantined && mutations.length > 0 && this.streamed) {
+      this.log.debug({ mutations: mutations.length }, 'header mutations after the data stage are not applicable while streaming');
+    }
     this.phase = 'command';
     this.framer = undefined;
-    if (refusal || discard) {
+    if (quarantined) {
+      this.log.info({ event: 'EOM', size, quarantined, from: renderAddress(this.tx.envelope.mailFrom ?? ''), rcpts: this.tx.envelope.rcpts.length, rules: this.messageRules }, 'message quarantined: upstream dropped before the final dot');
+      this.dropUpstreamInData();
+      entry.local = formatReply(REPLIES.quarantined, this.enhanced);
+      entry.pending = false;
+      this.finishTx();
+      this.enterTakeover(TAKEOVER_REASONS.messageAborted, why);
+    } else if (refusal || discard) {
       this.log.info({ event: 'EOM', size, refused: why, from: renderAddress(this.tx.envelope.mailFrom ?? ''), rcpts: this.tx.envelope.rcpts.length, rules: this.messageRules }, discard ? 'message discarded: upstream dropped before the final dot' : 'message refused: upstream dropped before the final dot');
       this.dropUpstreamInData();
       entry.local = formatReply(discard ? REPLIES.discarded : refusal!, this.enhanced);
       entry.pending = false;
       this.finishTx();
       this.enterTakeover(TAKEOVER_REASONS.messageAborted, why);
+    } else if (!this.streamed) {
+      // Hold mode: the message and its dot are out (sendHeld).
+      entry.pending = false;
+      this.armTimer(this.deps.limits.commandTimeout);
     } else {
       entry.pending = false;
       const up = this.upstream!;
@@ -1104,6 +1315,7 @@ export class RelaySession {
     this.clearTimer();
     if (this.takeoverDeadline) clearTimeout(this.takeoverDeadline);
     this.abortScan();
+    this.dropHeld();
     const up = this.upstream;
     if (up && !up.destroyed && !this.upstreamEnded) {
       if (this.upstreamOpen && !wasData && !this.closeReason.startsWith('internal')) {
@@ -1137,6 +1349,7 @@ export class RelaySession {
 
 const CRLF = Buffer.from('\r\n');
 const DOT_CRLF = Buffer.from('.\r\n');
+const CRLF_DOT_CRLF = Buffer.from('\r\n.\r\n');
 
 function isAuthLine(line: Buffer): boolean {
   return line.length > 5 && (line[0]! | 0x20) === 0x61 && (line[1]! | 0x20) === 0x75 && (line[2]! | 0x20) === 0x74 && (line[3]! | 0x20) === 0x68 && line[4] === 0x20;
