@@ -891,7 +891,9 @@ export class RelaySession {
    */
   private fallBackToStreaming(why: 'size' | 'hold time'): void {
     const held = this.held;
-    if (!held || this.phase !== 'data' || this.dataProblem || !this.framer || this.framer.done) return;
+    // (The framer may be done already: the chunk that outgrew the limit can hold the end of data too; endOfData
+    // waits for the flush. The hold timer is cleared by endOfData before it could fire after the end.)
+    if (!held || this.phase !== 'data' || this.dataProblem || !this.framer) return;
     this.held = undefined;
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = undefined;

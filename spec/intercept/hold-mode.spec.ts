@@ -81,6 +81,15 @@ describe('intercept hold mode (fault upstream, raw client, real rules)', functio
     assert.equal(h.events('HOLD')[0]!['why'], 'size');
   });
 
+  it('falls back even when the chunk that outgrows the limit also holds the end of data (nothing truncated)', async () => {
+    const { up, h } = await start({ rules: EDITS, options: { holdMessagesUpTo: 1000 } });
+    const c = await open('one write');
+    const body = 'z'.repeat(70) + '\r\n';
+    assert.equal(await c.cmd(`\r\n${body.repeat(100)}.`), '250 2.0.0 Ok: queued\r\n');
+    assert.equal(up.connections[0]!.messages[0], `X-NAT-Received: from [127.0.0.1] by sluice.test\r\nSubject: one write\r\nX-Drop: one\r\nFrom: a@example.org\r\nX-Drop: two\r\n\r\n${body.repeat(100)}`);
+    assert.equal(h.events('HOLD').length, 1);
+  });
+
   it('a refusal at eom never sends the message or the dot; the client gets the rule reply', async () => {
     const { up } = await start({ rules: EDITS, options: { holdMessagesUpTo: 64 * 1024 } });
     const c = await open('reject me');
