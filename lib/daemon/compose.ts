@@ -13,6 +13,8 @@ import { openLockStore } from './lock-store-factory.js';
 import { createScannerSet, type ScannerSetOptions } from '../scanners/scanner-set.js';
 import { createActionHookRunner } from './action-hook-runner.js';
 import type { ScannersConfig } from './config-types.js';
+import type { QuarantineSink } from '../core/quarantine-sink.js';
+import { QuarantineStore } from './quarantine-store.js';
 import { loadPolicy, ruleContext, type LoadedPolicy } from './policy-loader.js';
 import { buildProviders } from './providers-factory.js';
 import { withScannerFailureDefault } from './scanner-failure-policy.js';
@@ -40,6 +42,17 @@ export function scannerSetOptions(s: ScannersConfig): ScannerSetOptions {
   };
 }
 
+/** The quarantine store, created (mkdir 0700) only when the first message is quarantined. */
+function lazyQuarantine(dir: string): QuarantineSink {
+  let store: QuarantineStore | undefined;
+  return {
+    add: async (meta, message) => {
+      store ??= new QuarantineStore(dir);
+      return await store.add(meta, message);
+    },
+  };
+}
+
 function sameLocks(a: SluiceConfig, b: SluiceConfig): boolean {
   return JSON.stringify(a.locks) === JSON.stringify(b.locks);
 }
@@ -61,6 +74,7 @@ export async function buildRuntime(config: SluiceConfig, logger: Logger, previou
       logger: logger.child({ component: 'policy' }),
       hostname: config.hostname,
       skipSpfWhenAuthenticated: config.spf.skipAuthenticated,
+      verdictHeaders: config.scanners.verdictHeaders,
     });
     if (policy.close) cleanups.push(() => policy.close?.());
 
@@ -80,6 +94,8 @@ export async function buildRuntime(config: SluiceConfig, logger: Logger, previou
       cleanups.push(() => runner.close());
     }
 
+    // Quarantine verdicts go to the store `sluice quarantine` lists and releases (directory made on first use).
+    const quarantine = lazyQuarantine(config.quarantine.dir);
     const doorPolicy = scanners.enabled ? withScannerFailureDefault(policy.policy, s.onFailure) : policy.policy;
     const owned = cleanups.slice(reuseLocks ? 0 : 1);
     return {
@@ -96,6 +112,7 @@ export async function buildRuntime(config: SluiceConfig, logger: Logger, previou
         limits: config.limits,
         logger: doorLogger,
         hostname: config.hostname,
+        quarantine,
       }),
       close: async (keepLocks) => {
         const all = keepLocks ? owned : [() => locks.close(), ...owned];

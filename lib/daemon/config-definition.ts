@@ -45,6 +45,7 @@ import type {
   SluiceConfig,
   SpamdConfig,
   SpfConfig,
+  VerdictHeadersConfig,
 } from './config-types.js';
 import { formatHostPort, parseCidr, parseDuration, parseHostPort, parseListen, parseSize, type Cidr, type HostPort, type ListenAddress } from './config-units.js';
 
@@ -283,11 +284,34 @@ const filterCommand = object<RawFilterCommand>({
 interface RawScanners extends Omit<ScannersConfig, 'filter'> {
   readonly filter?: RawFilterCommand;
 }
+const headerName = scalar('a header name, or false to leave it out', (v) => {
+  if (v === false) return false as const;
+  if (typeof v === 'string' && /^[\x21-\x39\x3b-\x7e]{1,76}$/.test(v)) return v;
+  return new Problem(`expected a header name (printable ASCII, no colon) or false, got ${JSON.stringify(v)}`);
+});
+const verdictHeaderNames = object<VerdictHeadersConfig>({
+  virus: withDefault(headerName, 'X-Virus-Status'),
+  spamStatus: withDefault(headerName, 'X-Spam-Status'),
+  spamScore: withDefault(headerName, 'X-Spam-Score'),
+});
+/** `verdict_headers: true | false | {virus, spam_status, spam_score}`. */
+const verdictHeaders: Schema<false | VerdictHeadersConfig> = {
+  expected: 'true, false, or a mapping of header names',
+  keys: verdictHeaderNames.keys,
+  parse(node, ctx, p) {
+    if (isMap(node)) return verdictHeaderNames.parse(node, ctx, p);
+    const b = bool.parse(node, ctx, p);
+    if (b === INVALID) return INVALID;
+    return b ? { virus: 'X-Virus-Status', spamStatus: 'X-Spam-Status', spamScore: 'X-Spam-Score' } : false;
+  },
+};
+
 const scanners = object<RawScanners>({
   clamd: optional(clamd),
   spamd: optional(spamd),
   filter: optional(filterCommand),
   onFailure: withDefault(oneOf(['tempfail', 'accept', 'reject'] as const), 'tempfail'),
+  verdictHeaders: withDefault(verdictHeaders, false),
 });
 
 const hookObject = object<HookConfig>({
@@ -320,6 +344,8 @@ const interceptListener = object<RawListener>(
     starttls: withDefault(oneOf(['relay', 'forbid'] as const), 'forbid'),
     bareLf: withDefault(oneOf(['reject', 'normalize'] as const), 'reject'),
     holdMaxSize: withDefault(sizeIn(1024, 64 * 1024 * 1024), 256 * 1024),
+    holdMessagesUpTo: withDefault(size, 0),
+    greetDelay: withDefault(duration, 0),
   },
   (v, ctx, view) => {
     const at = (prop: string): Node => view.valueNode(prop) ?? view.node;

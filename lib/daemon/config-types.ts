@@ -95,6 +95,14 @@ export interface ScannersConfig {
   readonly filter?: FilterCommandConfig;
   /** What the rules see when a scanner fails is always in scan.failed; this is the door's action if no rule decides. */
   readonly onFailure: ScannerFailure;
+  /** Scanner verdict headers on kept messages: off, default names, or renamed / some turned off. */
+  readonly verdictHeaders: false | VerdictHeadersConfig;
+}
+
+export interface VerdictHeadersConfig {
+  readonly virus: string | false;
+  readonly spamStatus: string | false;
+  readonly spamScore: string | false;
 }
 
 export interface HookConfig {
@@ -121,6 +129,10 @@ export interface InterceptListenerConfig {
   readonly bareLf: 'reject' | 'normalize';
   /** Most header bytes held back while header/eoh rules run (the body always streams; the final dot is held). */
   readonly holdMaxSize: number;
+  /** Hold mode: messages up to this size are kept until the eom verdict (header edits, quarantine); 0 = stream. */
+  readonly holdMessagesUpTo: number;
+  /** Hold the upstream greeting this long so early talkers show themselves (0 = none). */
+  readonly greetDelay: number;
 }
 
 /** A TCP listen address (the intercept door cannot listen on a unix socket). */

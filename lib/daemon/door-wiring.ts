@@ -22,7 +22,7 @@ export function milterListen(a: ListenAddress): string {
 
 export function builtinDoors(): DoorRegistry {
   return new DoorRegistry()
-    .register('intercept', (s, _config, deps) =>
+    .register('intercept', (s, config, deps) =>
       createInterceptDoor(
         {
           name: s.name,
@@ -39,6 +39,8 @@ export function builtinDoors(): DoorRegistry {
           starttls: s.starttls,
           bareLf: s.bareLf === 'normalize' ? 'normalise' : 'reject',
           holdMaxSize: s.holdMaxSize,
+          ...(s.holdMessagesUpTo > 0 ? { holdMessagesUpTo: s.holdMessagesUpTo, holdDir: spoolDir(config) } : {}),
+          greetDelay: s.greetDelay,
         },
         deps,
       ),
@@ -50,8 +52,6 @@ export function builtinDoors(): DoorRegistry {
       ),
     )
     .register('filter', (s, config, deps) => {
-      const spoolDir = join(config.stateDir, 'spool');
-      mkdirSync(spoolDir, { recursive: true, mode: 0o700 });
       return createFilterDoor(
         {
           listen: s.listen,
@@ -59,7 +59,7 @@ export function builtinDoors(): DoorRegistry {
           xforward: s.xforward,
           maxMessageSize: s.maxMessageSize,
           allowFrom: s.allowFrom.map(formatCidr),
-          spoolDir,
+          spoolDir: spoolDir(config),
           quarantine: filterQuarantine(config),
           connectTimeoutMs: config.limits.connectTimeout,
         },
@@ -88,4 +88,11 @@ function filterQuarantine(config: SluiceConfig): FilterQuarantine {
       content,
     );
   };
+}
+
+/** state_dir/spool: parent of the doors' private spool directories. */
+function spoolDir(config: SluiceConfig): string {
+  const dir = join(config.stateDir, 'spool');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
 }

@@ -9,6 +9,7 @@ import type { RuleStage } from '../core/stage.js';
 import type { Transaction } from '../core/transaction.js';
 import type { PolicyProviders, SpfProvider } from '../policy/providers.js';
 import { compileRuleFiles, PolicyEngine } from '../policy/index.js';
+import type { VerdictHeadersConfig } from './config-types.js';
 
 /** A policy that decides nothing (no rules): every stage continues. */
 export const EMPTY_POLICY: PolicyPort = {
@@ -39,6 +40,8 @@ export interface EngineContext {
   readonly hostname: string;
   /** spf.skip_authenticated: authenticated sessions get SPF "none" without a lookup. */
   readonly skipSpfWhenAuthenticated?: boolean;
+  /** scanners.verdict_headers. */
+  readonly verdictHeaders?: false | VerdictHeadersConfig;
 }
 
 /** What authenticated sessions see for SPF when spf.skip_authenticated is on. */
@@ -62,7 +65,7 @@ export async function loadPolicy(ruleFiles: readonly string[], names: RuleContex
   const ruleset = await compileRuleFiles(ruleFiles, { dnsLists: names.dnsLists, hooks: names.hooks });
   let policy: PolicyPort = EMPTY_POLICY;
   if (engine) {
-    const opts = { logger: engine.logger, proxyName: engine.hostname };
+    const opts = { logger: engine.logger, proxyName: engine.hostname, ...(engine.verdictHeaders ? { verdictHeaders: engine.verdictHeaders } : {}) };
     policy = new PolicyEngine(ruleset, engine.providers, opts);
     if (engine.skipSpfWhenAuthenticated && engine.providers.spf && ruleset.needs.spf) {
       policy = routeByAuth(policy, new PolicyEngine(ruleset, { ...engine.providers, spf: SKIPPED_SPF }, opts));

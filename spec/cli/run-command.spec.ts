@@ -3,7 +3,7 @@
  * file, SIGHUP reload with a broken and then a good rule file, SIGTERM drain.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -170,6 +170,34 @@ intercept:
     assert.equal(await proc.exited, 0);
     const [msg] = await sink.waitForMessages(1);
     assert.equal(msg?.sender, 'a@drain.test');
+  });
+
+  it('a quarantine verdict in hold mode lands in quarantine.dir, where sluice quarantine finds it', async () => {
+    sink = await startSmtpSink();
+    const port = await freePort();
+    writeFileSync(join(tmp.path, 'q.rules'), 'rule q at eom: header("Subject") ~ /quarantine me/ => quarantine "held for review"\n');
+    writeFileSync(
+      join(tmp.path, 'sluice.yaml'),
+      `rules: q.rules\nlocks: { store: memory }\nspf: { enabled: false }\nquarantine: { dir: q }\nintercept:\n  - { listen: "127.0.0.1:${port}", upstream: "127.0.0.1:${sink.port}", hold_messages_up_to: 1MB }\n`,
+    );
+    proc = runSluice(tmp.path, ['run', '-c', 'sluice.yaml']);
+    await proc.waitFor(/sluice started/);
+    const c = await rawClient(port);
+    await c.reply();
+    await c.cmd('EHLO client.test');
+    assert.match(await c.cmd('MAIL FROM:<a@q.test>'), /^250 /);
+    assert.match(await c.cmd('RCPT TO:<b@q.test>'), /^250 /);
+    assert.match(await c.cmd('DATA'), /^354 /);
+    assert.match(await c.cmd('Subject: please quarantine me\r\n\r\nbody\r\n.'), /^250 /);
+    await c.cmd('QUIT');
+    c.close();
+    proc.child.kill('SIGTERM');
+    assert.equal(await proc.exited, 0);
+    assert.equal(sink.messages().length, 0, 'the quarantined message must not reach the upstream');
+    const list = spawnSync(process.execPath, [cliMain, 'quarantine', 'list', '-c', 'sluice.yaml'], { cwd: tmp.path, encoding: 'utf8' });
+    assert.equal(list.status, 0, list.stderr);
+    assert.match(list.stdout, /a@q\.test/);
+    assert.match(list.stdout, /held for review/);
   });
 
   it('exits 1 without starting when the configuration is bad or a port is taken', async () => {

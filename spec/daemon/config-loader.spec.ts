@@ -42,7 +42,7 @@ describe('config loader', () => {
       assert.equal(c.quarantine.dir, '/etc/sluice/.state/quarantine');
       assert.deepEqual(c.dns, { servers: [], timeout: 5000, retries: 2, cacheSize: 10_000 });
       assert.deepEqual(c.spf, { enabled: true, skipAuthenticated: true });
-      assert.deepEqual(c.scanners, { onFailure: 'tempfail' });
+      assert.deepEqual(c.scanners, { onFailure: 'tempfail', verdictHeaders: false });
       assert.deepEqual(c.rules, []);
       assert.equal(c.milter, undefined);
       assert.deepEqual(c.intercept, [
@@ -57,6 +57,8 @@ describe('config loader', () => {
           starttls: 'forbid',
           bareLf: 'reject',
           holdMaxSize: 256 * 1024,
+          holdMessagesUpTo: 0,
+          greetDelay: 0,
         },
       ]);
     });
@@ -151,6 +153,13 @@ drain_timeot: 5s
           '/etc/sluice/sluice.yaml:15:1: error[config/unknown-key]: unknown key drain_timeot',
         ],
       );
+    });
+
+    it('reads scanners.verdict_headers as a switch or a mapping of names', () => {
+      assert.deepEqual(parseConfig(MIN + 'scanners: { verdict_headers: true }\n', FILE).scanners.verdictHeaders, { virus: 'X-Virus-Status', spamStatus: 'X-Spam-Status', spamScore: 'X-Spam-Score' });
+      assert.deepEqual(parseConfig(MIN + 'scanners: { verdict_headers: { virus: X-AV, spam_score: false } }\n', FILE).scanners.verdictHeaders, { virus: 'X-AV', spamStatus: 'X-Spam-Status', spamScore: false });
+      const [d] = errorsOf(MIN + 'scanners: { verdict_headers: { virus: "X Bad:" } }\n');
+      assert.equal(d?.message, 'scanners.verdict_headers.virus: expected a header name (printable ASCII, no colon) or false, got "X Bad:"');
     });
 
     it('reads a unix socket mode as a quoted octal string', () => {
