@@ -243,7 +243,9 @@ export class RelaySession {
     const verdict = await this.evaluate('connect', this.connectEvent());
     if (this.phase === 'closed') return;
     if (verdict && (verdict.action === 'reject' || verdict.action === 'tempfail')) {
-      this.writeClient(formatReply(this.refusalReply(verdict, 554), false));
+      const reply = this.refusalReply(verdict, 554);
+      this.writeClient(formatReply(reply, false));
+      if (reply.code === 421) return this.closeAfter421();
     } else {
       this.writeClient(`220 ${this.deps.hostname} ESMTP\r\n`);
     }
@@ -282,7 +284,9 @@ export class RelaySession {
     if (this.phase === 'closed') return;
     this.greetingRelayed = true;
     if (verdict && isRefusal(verdict)) {
-      this.writeClient(formatReply(this.refusalReply(verdict, 554), false));
+      const reply = this.refusalReply(verdict, 554);
+      this.writeClient(formatReply(reply, false));
+      if (reply.code === 421) return this.closeAfter421();
       this.enterTakeover(TAKEOVER_REASONS.policy, 'connect refused');
       return;
     }
@@ -472,7 +476,10 @@ export class RelaySession {
     if (verdict && isRefusal(verdict)) {
       // A single recipient refused: answered here, never forwarded; the session goes on.
       this.log.info({ event: 'RCPT', to: renderAddress(cmd.address), verdict: verdict.action, rules: ruleNames(verdict) }, 'recipient refused by policy');
-      this.pushLocal('rcpt', formatReply(this.refusalReply(verdict, 550), this.enhanced));
+      const reply = this.refusalReply(verdict, 550);
+      // 421 closes the channel whatever command it answers (RFC 5321 §3.8).
+      this.pushLocal('rcpt', formatReply(reply, this.enhanced), reply.code === 421);
+      if (reply.code === 421) this.closeReason = 'refused-421';
       return;
     }
     this.collectHeaders(verdict, 'message');
@@ -1149,8 +1156,17 @@ export class RelaySession {
   private refuse(verdict: Verdict, stage: RuleStage, quitUpstream: boolean): void {
     const reply = this.refusalReply(verdict, 550);
     this.log.info({ event: 'REFUSED', stage, verdict: verdict.action, code: reply.code, rules: ruleNames(verdict) }, 'refused by policy: taking the session over');
-    this.pushLocal(stage === 'rcpt' ? 'rcpt' : 'other', formatReply(reply, this.enhanced));
+    // 421 closes the channel whatever command it answers (RFC 5321 §3.8): written, then the session ends.
+    if (reply.code === 421) this.closeReason = 'refused-421';
+    this.pushLocal(stage === 'rcpt' ? 'rcpt' : 'other', formatReply(reply, this.enhanced), reply.code === 421);
     if (quitUpstream) this.enterTakeover(TAKEOVER_REASONS.policy, `${stage} ${verdict.action}`);
+  }
+
+  /** A rule answered 421 at connect: the client is told and the connection closed (RFC 5321 §3.8), no takeover. */
+  private closeAfter421(): void {
+    this.log.info({ event: 'REFUSED', stage: 'connect', code: 421 }, 'refused with 421: closing');
+    this.closeReason = 'refused-421';
+    this.shutdown();
   }
 
   private enterTakeover(reason: SmtpReply, why: string): void {

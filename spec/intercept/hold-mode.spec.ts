@@ -171,6 +171,19 @@ describe('intercept hold mode (fault upstream, raw client, real rules)', functio
     assert.equal(await c.cmd('.'), '451 4.4.2 Connection to the next hop lost, try again later\r\n');
   });
 
+  it('a 421 from a rule at MAIL is written and the connection closed (RFC 5321 §3.8), the upstream gets QUIT', async () => {
+    const { up } = await start({ rules: 'rule busy at mail: sender == "x@example.org" => tempfail 421 4.3.2 "Busy, closing"' });
+    const c = await rawClient(h!.port);
+    clients.push(c);
+    await c.reply();
+    await c.cmd('EHLO client.test');
+    assert.equal(await c.cmd('MAIL FROM:<x@example.org>'), '421 4.3.2 Busy, closing\r\n');
+    await c.closed;
+    await until(() => up.connections[0]!.closed, 3000, 'upstream closed');
+    assert.ok(up.connections[0]!.commands.includes('QUIT'));
+    assert.ok(!up.connections[0]!.raw.includes('MAIL FROM'));
+  });
+
   it('max-host: the 21st concurrent session from one client gets the rule reply and the client is locked', async () => {
     const rules = 'rule max-host at connect: sessions.client > 20 => tempfail 421 4.7.0 "Too many connections from {client.ip}" lock 10m reason "MAX_HOST"';
     const { h } = await start({ rules, limits: { sessionsPerClient: 100 } });
@@ -185,6 +198,7 @@ describe('intercept hold mode (fault upstream, raw client, real rules)', functio
     clients.push(c21);
     // Before EHLO no enhanced status code is sent (RFC 2034 §3).
     assert.equal(await c21.reply(), '421 Too many connections from 127.0.0.1\r\n');
+    await c21.closed; // 421 closes the connection (RFC 5321 §3.8)
     const lock = await h.locks.isLocked(lockKey('client', '127.0.0.1'));
     assert.equal(lock?.reason, 'MAX_HOST');
     // Locked now: a new session is refused at connect, before any upstream connection.
