@@ -3,19 +3,21 @@
  *   codec          encode + frame + parse + decode a 10 MB body as 64 KiB SMFIC_BODY packets (MB/s)
  *   postfix        smtp-source → private Postfix → smtp-sink: the limit
  *   milter-example Postfix with the sluice milter and the example ruleset (conf/rules; `trusted` emptied so
- *                  loopback test traffic is judged like outside mail instead of accepted at connect)
+ *                  loopback test traffic is judged like outside mail instead of accepted at connect), inet socket
+ *   milter-example-unix  the same over a unix-domain socket (smtpd_milters = unix:/path)
  *   milter-accept  Postfix with the sluice milter and no rules (everything negotiated away: the protocol floor)
  *   filter         Postfix with the sluice filter door as content_filter (after-queue, re-injection)
  *   latency-*      one session, messages one after another: ms per message for Postfix alone, with the milter
- *                  (default negotiation) and with the milter promising no replies (noReply: NR_* bits)
- * 16 parallel SMTP sessions, MESSAGES messages of ~4 KB, one message per session (as MX traffic arrives).
+ *                  (default negotiation) and with the milter also leaving CONNECT..RCPT unanswered (noReply)
+ * 16 parallel SMTP sessions, MESSAGES messages of ~4 KB (MILTER_BENCH_BODY bytes), one message per session (as MX traffic arrives).
  * Throughput = messages / (first submission → last delivery seen by Postfix's smtp client to the sink).
  * `postfix` and `milter-example` run twice, interleaved; the best run of each is reported (the machine is
  * shared: a busy neighbour slows one run, never speeds one up).
  * Prints a table and one `BENCH_JSON {...}` line. Loopback only; bounded in time.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
+import { chmodSync, closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_LIMITS } from '../lib/core/limits.js';
@@ -34,8 +36,8 @@ import { postfixAvailable, startPostfix, type PostfixInstance } from '../spec/he
 
 const SESSIONS = 16;
 const MESSAGES = Number(process.env['MILTER_BENCH_MESSAGES'] ?? 1000);
-const BODY_BYTES = 4000;
-const SCENARIOS = ['codec', 'postfix', 'milter-example', 'milter-accept', 'filter', 'latency-postfix', 'latency-milter', 'latency-milter-nr'] as const;
+const BODY_BYTES = Math.max(1, Math.min(10_000_000, Number(process.env['MILTER_BENCH_BODY'] ?? 4000) || 4000));
+const SCENARIOS = ['codec', 'postfix', 'milter-example', 'milter-example-unix', 'milter-accept', 'filter', 'latency-postfix', 'latency-milter', 'latency-milter-nr'] as const;
 /** Single-session latency runs: messages sent one after another over one connection at a time. */
 const LATENCY_MESSAGES = 100;
 type Scenario = (typeof SCENARIOS)[number];
@@ -48,6 +50,8 @@ interface Result {
   readonly mbPerSecond?: number;
   /** CPU the sluice door used per message (this process: door + engine), in milliseconds. */
   readonly cpuMsPerMessage?: number;
+  /** The kernel's share of it (socket writes, accepts, closes). */
+  readonly cpuSystemMsPerMessage?: number;
   /** Latency scenarios: wall milliseconds per message at one session. */
   readonly msPerMessage?: number;
   readonly note?: string;
@@ -171,18 +175,26 @@ async function postfixScenario(scenario: Scenario): Promise<Result> {
   const sink = await startSink();
   let door: Door | undefined;
   let pf: PostfixInstance | undefined;
+  let socketDir: string | undefined;
   try {
     const main = { relayhost: `[127.0.0.1]:${sink.port}`, default_process_limit: '40', smtpd_client_connection_count_limit: '0', smtpd_client_connection_rate_limit: '0' };
     const latency = scenario.startsWith('latency-');
     const sessions = latency ? 1 : SESSIONS;
     const messages = latency ? LATENCY_MESSAGES : MESSAGES;
-    if (scenario === 'milter-example' || scenario === 'milter-accept' || scenario === 'latency-milter' || scenario === 'latency-milter-nr') {
+    if (scenario === 'milter-example' || scenario === 'milter-example-unix' || scenario === 'milter-accept' || scenario === 'latency-milter' || scenario === 'latency-milter-nr') {
       const port = await freePort();
-      const policy = scenario === 'milter-example' ? exampleEngine() : new PolicyEngine(compileRules([]), { locks: new MemoryLockStore(), clock: { now: () => Date.now() } });
+      const policy = scenario.startsWith('milter-example') ? exampleEngine() : new PolicyEngine(compileRules([]), { locks: new MemoryLockStore(), clock: { now: () => Date.now() } });
       const noReply = scenario === 'latency-milter-nr' || process.env['MILTER_BENCH_NOREPLY'] === '1';
-      door = createMilterDoor({ listen: `inet:127.0.0.1:${port}`, noReply }, deps(policy));
+      let unixPath: string | undefined;
+      if (scenario === 'milter-example-unix') {
+        // Postfix's smtpd and cleanup run as `postfix`: a world-traversable directory and a 0666 socket.
+        socketDir = mkdtempSync(join(tmpdir(), 'sluice-milter-bench-'));
+        chmodSync(socketDir, 0o755);
+        unixPath = join(socketDir, 'milter.sock');
+      }
+      door = createMilterDoor({ listen: unixPath ? `unix:${unixPath}` : `inet:127.0.0.1:${port}`, noReply, ...(unixPath ? { socketMode: 0o666 } : {}) }, deps(policy));
       await door.start();
-      pf = await startPostfix({ sink: false, snippets: ['milter'], ports: { 10030: port }, main: { ...main, non_smtpd_milters: '' } });
+      pf = await startPostfix({ sink: false, snippets: ['milter'], ports: { 10030: port }, main: { ...main, non_smtpd_milters: '', ...(unixPath ? { smtpd_milters: `unix:${unixPath}` } : {}) } });
     } else if (scenario === 'filter') {
       const port = await freePort();
       const reinject = await freePort();
@@ -223,11 +235,12 @@ async function postfixScenario(scenario: Scenario): Promise<Result> {
     const cpu = process.cpuUsage(cpu0);
     if (sent < messages) return { scenario, messages: sent, seconds, error: `only ${sent}/${messages} delivered in time` };
     const base = { scenario, messages, seconds, perSecond: messages / seconds };
-    return door ? { ...base, cpuMsPerMessage: (cpu.user + cpu.system) / 1000 / messages } : base;
+    return door ? { ...base, cpuMsPerMessage: (cpu.user + cpu.system) / 1000 / messages, cpuSystemMsPerMessage: cpu.system / 1000 / messages } : base;
   } finally {
     await pf?.stop();
     await door?.stop(1000);
     sink.child.kill('SIGKILL');
+    if (socketDir) rmSync(socketDir, { recursive: true, force: true });
   }
 }
 
@@ -260,11 +273,14 @@ async function runChild(name: Scenario): Promise<Result> {
 }
 
 async function main(): Promise<void> {
+  const load0 = loadavg();
   const only = process.argv.slice(2).filter((a) => (SCENARIOS as readonly string[]).includes(a)) as Scenario[];
   // The limit and the main scenario run twice, interleaved, and the best run of each counts: on a shared
   // 2-core machine one noisy neighbour can otherwise decide the ratio.
   const order: Scenario[] =
-    only.length > 0 ? only : ['codec', 'postfix', 'milter-example', 'milter-accept', 'filter', 'postfix', 'milter-example', 'latency-postfix', 'latency-milter', 'latency-milter-nr'];
+    only.length > 0
+      ? only
+      : ['codec', 'postfix', 'milter-example', 'milter-example-unix', 'milter-accept', 'filter', 'postfix', 'milter-example', 'milter-example-unix', 'latency-postfix', 'latency-milter', 'latency-milter-nr'];
   const runs: Result[] = [];
   for (const s of order) {
     const t0 = Date.now();
@@ -282,20 +298,22 @@ async function main(): Promise<void> {
   }
   const limit = results.find((r) => r.scenario === 'postfix')?.perSecond;
   const pad = (s: string, n: number): string => s.padEnd(n);
-  process.stdout.write(`\nmilter benchmark: ${SESSIONS} parallel sessions, ${MESSAGES} messages of ~${BODY_BYTES} bytes\n`);
-  process.stdout.write(`${pad('scenario', 19)}${pad('msgs/s', 10)}${pad('% of postfix', 14)}${pad('seconds', 10)}${pad('sluice CPU', 14)}note\n`);
+  process.stdout.write(`\nmilter benchmark (load average ${load0.map((l) => l.toFixed(2)).join(' ')} at start): ${SESSIONS} parallel sessions, ${MESSAGES} messages of ~${BODY_BYTES} bytes\n`);
+  process.stdout.write(`${pad('scenario', 21)}${pad('msgs/s', 10)}${pad('% of postfix', 14)}${pad('seconds', 10)}${pad('sluice CPU ms/msg', 20)}note\n`);
   for (const r of results) {
     const rate = r.mbPerSecond !== undefined ? `${r.mbPerSecond.toFixed(0)} MB/s` : r.msPerMessage !== undefined ? `${r.msPerMessage.toFixed(2)} ms` : r.perSecond !== undefined ? r.perSecond.toFixed(0) : '-';
     const pct = r.perSecond !== undefined && limit ? `${((100 * r.perSecond) / limit).toFixed(0)}%` : '-';
-    const cpu = r.cpuMsPerMessage !== undefined ? `${r.cpuMsPerMessage.toFixed(2)} ms/msg` : '-';
-    process.stdout.write(`${pad(r.scenario, 19)}${pad(rate, 10)}${pad(pct, 14)}${pad(r.seconds?.toFixed(2) ?? '-', 10)}${pad(cpu, 14)}${r.error ? 'ERROR ' + r.error : (r.note ?? '')}\n`);
+    const cpu = r.cpuMsPerMessage !== undefined ? `${r.cpuMsPerMessage.toFixed(2)} (${(r.cpuSystemMsPerMessage ?? 0).toFixed(2)} sys)` : '-';
+    process.stdout.write(`${pad(r.scenario, 21)}${pad(rate, 10)}${pad(pct, 14)}${pad(r.seconds?.toFixed(2) ?? '-', 10)}${pad(cpu, 20)}${r.error ? 'ERROR ' + r.error : (r.note ?? '')}\n`);
   }
   const json = {
+    loadAverageAtStart: load0,
     sessions: SESSIONS,
     messages: MESSAGES,
     bodyBytes: BODY_BYTES,
     results: Object.fromEntries(results.map((r) => [r.scenario, r])),
     ratioMilterExample: limit && results.find((r) => r.scenario === 'milter-example')?.perSecond ? (results.find((r) => r.scenario === 'milter-example')!.perSecond as number) / limit : null,
+    ratioMilterExampleUnix: limit && results.find((r) => r.scenario === 'milter-example-unix')?.perSecond ? (results.find((r) => r.scenario === 'milter-example-unix')!.perSecond as number) / limit : null,
   };
   process.stdout.write(`BENCH_JSON ${JSON.stringify(json)}\n`);
   // A scenario fails only if none of its runs succeeded.

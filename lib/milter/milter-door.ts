@@ -17,8 +17,8 @@ export interface MilterDoorOptions {
   /** Unix socket mode (default 0o660). */
   readonly socketMode?: number;
   /**
-   * Promise the MTA no reply (SMFIP_NR_*) for events no rule is bound to. Fewer packets, but slower with Postfix,
-   * which does not set TCP_NODELAY on milter sockets (see milter-negotiate.ts). Default false.
+   * Also promise the MTA no reply (SMFIP_NR_*) for CONNECT/HELO/MAIL/RCPT when no rule is bound to them. Headers,
+   * EOH and body chunks without rules are never answered, DATA always is (see milter-negotiate.ts). Default false.
    */
   readonly noReply?: boolean;
   /** Door name for logs (default "milter"). */

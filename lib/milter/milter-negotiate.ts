@@ -1,6 +1,7 @@
 /**
  * Option negotiation (SMFIC_OPTNEG, protocols.md §1.4/§1.5): ask the MTA only for the events the loaded rules and
- * scanners use, promise no reply (NR_*) where we never act, and request the macros we read.
+ * scanners use, promise no reply (NR_*) where we never act and Postfix does not stall on it, and request the
+ * macros we read.
  * Pure: the offer and our needs in, the answer out.
  */
 import { ProtocolError } from '../core/errors.js';
@@ -49,7 +50,10 @@ export function wantsBody(w: MilterWants): boolean {
 }
 
 export interface NegotiateOptions {
-  /** Promise no reply (SMFIP_NR_*) for events no rule is bound to. Default false: see the comment in negotiate(). */
+  /**
+   * Also promise no reply (SMFIP_NR_*) for CONNECT/HELO/MAIL/RCPT when no rule is bound to them. Default false:
+   * header, EOH and body events without rules are never answered; see the comment in negotiate().
+   */
   readonly noReply?: boolean;
 }
 
@@ -66,13 +70,19 @@ export function negotiate(offer: MilterOffer, wants: MilterWants, opts: Negotiat
   const add = (bit: number): void => {
     if (can(bit)) protocol |= bit;
   };
-  // Connect, HELO, MAIL and RCPT always come: they fill the transaction later rules read.
-  // NR_* ("no reply") only when asked for. Measured against Postfix 3.7 on loopback (bench/milter.bench.ts):
-  // commands we leave unanswered slow Postfix down (rules-free milter: ~55% of Postfix-alone throughput with NR_*,
-  // ~75% answering everything), most likely Nagle on Postfix's side meeting our delayed ACK: an unanswered segment
-  // is acknowledged late and Postfix's next small write -- often the one it then waits on -- is held until then.
-  // For the same reason DATA and EOH are received and answered rather than skipped with NODATA/NOEOH: Postfix
-  // sends their macro packets anyway, unanswered.
+  // Connect, HELO, MAIL, RCPT and DATA always come: they fill the transaction later rules read.
+  //
+  // Which events may go unanswered (NR_*) is decided by how Postfix writes to the milter socket, measured against
+  // Postfix 3.7 on loopback (bench/milter.bench.ts, latency scenarios): Postfix buffers the commands it expects no
+  // reply to and flushes its buffer only when it waits for a reply -- and once more when smtpd hands the milter
+  // connection to the cleanup server after DATA. Postfix does not set TCP_NODELAY, so when it flushes twice
+  // without a reply from us in between, the second write waits (Nagle) for our ACK of the first, which the kernel
+  // delays by ~40 ms: ~48 ms per message. Rule: every Postfix flush must be answered before the next one. So
+  //  - DATA is always received and answered: it is smtpd's last event before the hand-off flush;
+  //  - headers, EOH and body chunks go unanswered (or are skipped) when no rule is bound to them: cleanup sends
+  //    them in one buffered write with the end of message, which is answered;
+  //  - CONNECT/HELO/MAIL/RCPT without rules go unanswered only with `noReply` (they ride along with the next
+  //    answered smtpd command, at the latest DATA); by default they are answered.
   const nr = opts.noReply === true;
   if (nr) {
     if (!stages.has('connect')) add(Proto.NR_CONN);
@@ -80,33 +90,29 @@ export function negotiate(offer: MilterOffer, wants: MilterWants, opts: Negotiat
     // auth rules are judged at MAIL, where the auth macros arrive.
     if (!stages.has('mail') && !stages.has('auth')) add(Proto.NR_MAIL);
     if (!stages.has('rcpt')) add(Proto.NR_RCPT);
-    if (!stages.has('data')) {
-      add(Proto.NODATA);
-      add(Proto.NR_DATA);
-    }
-    if (!stages.has('eoh')) {
-      add(Proto.NOEOH);
-      add(Proto.NR_EOH);
-    }
-    add(Proto.NR_UNKN);
+  }
+  if (!stages.has('eoh')) {
+    add(Proto.NOEOH);
+    add(Proto.NR_EOH);
   }
   if (!wantsHeaders(wants)) {
     add(Proto.NOHDRS);
-    if (nr) add(Proto.NR_HDR);
+    add(Proto.NR_HDR);
   } else {
-    if (nr && !stages.has('header')) add(Proto.NR_HDR);
+    if (!stages.has('header')) add(Proto.NR_HDR);
     // Exact header bytes (for scanners and for our own added headers): we add the leading space ourselves.
     add(Proto.HDR_LEADSPC);
   }
   if (!wantsBody(wants)) {
     add(Proto.NOBODY);
-    if (nr) add(Proto.NR_BODY);
+    add(Proto.NR_BODY);
   } else if (wants.scanners && can(Proto.SKIP)) {
     // Answer body chunks so we can send SKIP once a message outgrows what the scanners may take.
     protocol |= Proto.SKIP;
-  } else if (nr) {
+  } else {
     add(Proto.NR_BODY);
   }
+  add(Proto.NR_UNKN);
   add(Proto.NOUNKNOWN);
 
   const wantActions = Action.ADDHDRS | Action.CHGHDRS | Action.QUARANTINE | Action.SETSYMLIST;

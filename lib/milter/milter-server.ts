@@ -45,7 +45,7 @@ export interface MilterServerOptions {
   readonly progressIntervalMs: number;
   /** Unix socket permissions (default 0o660). */
   readonly socketMode?: number;
-  /** Negotiate SMFIP_NR_* for events without rules (default false). */
+  /** Also negotiate SMFIP_NR_* for CONNECT/HELO/MAIL/RCPT without rules (default false). */
   readonly noReply?: boolean;
 }
 

@@ -26,7 +26,7 @@ export interface MilterSessionOptions {
   readonly readTimeoutMs: number;
   /** Send SMFIR_PROGRESS this often while a replied-to command waits on slow work. */
   readonly progressIntervalMs: number;
-  /** Negotiate SMFIP_NR_* for events without rules (default false; see milter-negotiate.ts). */
+  /** Also negotiate SMFIP_NR_* for CONNECT/HELO/MAIL/RCPT without rules (default false; see milter-negotiate.ts). */
   readonly noReply?: boolean;
 }
 
@@ -413,9 +413,25 @@ export class MilterSession {
       v = await this.judge(stage, replied);
       pkt = this.render(v, stage);
     }
+    if (stage === 'data' && replied && pkt === SIMPLE_PACKETS.continue && this.doneAtData()) {
+      // Nothing later in this message can change its fate: SMFIR_ACCEPT, and Postfix sends none of its headers,
+      // body or end of message (MILTER8_STAT_ACCEPT_MSG). The message is logged now, its size unknown.
+      this.write(SIMPLE_PACKETS.accept);
+      this.finish(this.currentMessage(), 'accept', false);
+      return;
+    }
     if (replied) this.write(pkt);
     else if (v && v.action !== 'continue') this.log.warn({ stage, action: v.action }, 'verdict at a stage negotiated without reply; ignored');
     if (stage === 'rcpt' && this.tx && (!v || v.action === 'continue' || v.action === 'accept' || v.action === 'quarantine')) this.tx = acceptRecipient(this.tx);
+  }
+
+  /** At DATA: no rule, scanner or pending edit/hold/discard needs anything after DATA of this message. */
+  private doneAtData(): boolean {
+    const stages = this.opts.deps.policy.needs.stages;
+    if (stages.has('header') || stages.has('eoh') || stages.has('eom') || this.opts.deps.scanners.enabled) return false;
+    if (this.sessionDiscard || this.sessionQuarantine !== undefined || this.sessionMutations.length > 0) return false;
+    const m = this.msg;
+    return m === undefined || (m.decided === undefined && m.quarantine === undefined && m.mutations.length === 0 && m.scan === undefined);
   }
 
   private onConnect(cmd: Extract<MilterCommand, { type: 'connect' }>): Promise<void> {
@@ -622,7 +638,7 @@ export class MilterSession {
     this.finish(m, m.quarantine !== undefined && action !== 'reject' && action !== 'tempfail' && action !== 'discard' ? 'quarantine' : action);
   }
 
-  private finish(m: MessageState, action: string): void {
+  private finish(m: MessageState, action: string, sizeKnown = true): void {
     const tx = this.tx;
     if (tx) {
       this.log.info(
@@ -631,7 +647,7 @@ export class MilterSession {
           client: tx.session.client.ip,
           from: tx.envelope.mailFrom,
           rcpts: tx.envelope.rcpts,
-          size: m.bytes,
+          ...(sizeKnown ? { size: m.bytes } : {}),
           action: m.decided ?? action,
           hits: [...this.sessionHits, ...m.hits].map((h) => h.rule),
         },

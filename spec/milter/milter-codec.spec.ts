@@ -302,10 +302,26 @@ describe('milter/milter-negotiate', () => {
   const needs = (stages: RuleStage[], extra: Partial<PolicyNeeds> = {}): PolicyNeeds => ({ stages: new Set(stages), headers: false, scan: false, spf: false, dnsLists: new Set(), ...extra });
   const postfix = { version: 6, actions: 0x1ff, protocol: 0x1fffff };
 
-  it('by default promises no NR_* and skips nothing whose macros Postfix sends anyway (DATA, EOH)', () => {
+  it('by default answers CONNECT..DATA and leaves headers, EOH and body (cleanup-side events) unanswered or skipped', () => {
     const n = negotiate(postfix, { needs: needs(['rcpt']), scanners: false });
     assert.ok(!(n instanceof ProtocolError));
-    assert.equal(n.protocol, Proto.NOHDRS | Proto.NOBODY | Proto.NOUNKNOWN);
+    assert.equal(n.protocol, Proto.NOHDRS | Proto.NR_HDR | Proto.NOEOH | Proto.NR_EOH | Proto.NOBODY | Proto.NR_BODY | Proto.NOUNKNOWN | Proto.NR_UNKN);
+    // An eom rule (it may read the size): headers and body received, still without replies.
+    const e = negotiate(postfix, { needs: needs(['rcpt', 'eom']), scanners: false });
+    assert.ok(!(e instanceof ProtocolError));
+    assert.equal(e.protocol, Proto.NR_HDR | Proto.HDR_LEADSPC | Proto.NOEOH | Proto.NR_EOH | Proto.NR_BODY | Proto.NOUNKNOWN | Proto.NR_UNKN);
+    // Header and eoh rules get their replies.
+    const h = negotiate(postfix, { needs: needs(['header', 'eoh']), scanners: false });
+    assert.ok(!(h instanceof ProtocolError));
+    assert.equal(h.protocol & (Proto.NR_HDR | Proto.NOHDRS | Proto.NOEOH | Proto.NR_EOH), 0);
+  });
+
+  it('never skips DATA nor leaves it unanswered, with or without noReply (the reply that keeps Postfix from stalling)', () => {
+    for (const noReply of [false, true]) {
+      const n = negotiate(postfix, { needs: needs([]), scanners: false }, { noReply });
+      assert.ok(!(n instanceof ProtocolError));
+      assert.equal(n.protocol & (Proto.NODATA | Proto.NR_DATA), 0, `noReply ${noReply}`);
+    }
   });
 
   it('with noReply: answers version 6, asks only for offered bits, and appends the macro lists', () => {

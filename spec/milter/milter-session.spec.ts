@@ -82,24 +82,70 @@ describe('milter/milter-session over a socket', function () {
     assert.ok(r.macroLists.some((m) => m.stage === 2 && m.names.includes('{auth_authen}')));
   });
 
-  it('by default answers every command it receives (no NR_*), receives DATA and EOH, skips unneeded headers and body', async () => {
-    const { port } = await start(['rcpt'], () => undefined, { noReply: false });
+  it('by default answers CONNECT..DATA and the end of message, leaves headers and body unanswered, skips EOH', async () => {
+    const { port } = await start(['rcpt', 'eom'], () => undefined, { noReply: false });
     const c = await client(port);
     const proto = await negotiated(c);
-    const NR = Proto.NR_CONN | Proto.NR_HELO | Proto.NR_MAIL | Proto.NR_RCPT | Proto.NR_DATA | Proto.NR_HDR | Proto.NR_EOH | Proto.NR_BODY | Proto.NR_UNKN;
-    assert.equal(proto & NR, 0);
-    assert.equal(proto & (Proto.NODATA | Proto.NOEOH), 0);
-    assert.equal(proto & (Proto.NOHDRS | Proto.NOBODY), Proto.NOHDRS | Proto.NOBODY);
+    assert.equal(proto & (Proto.NR_CONN | Proto.NR_HELO | Proto.NR_MAIL | Proto.NR_RCPT | Proto.NR_DATA | Proto.NODATA), 0);
+    assert.equal(proto & (Proto.NR_HDR | Proto.NR_BODY | Proto.NOEOH | Proto.NR_EOH), Proto.NR_HDR | Proto.NR_BODY | Proto.NOEOH | Proto.NR_EOH);
+    assert.equal(proto & (Proto.NOHDRS | Proto.NOBODY), 0, 'an eom rule may read the size: headers and body come');
     postfixConnect(c);
     assert.deepEqual(await c.reply(), { type: 'continue' });
-    for (const cmd of [{ type: 'helo', name: 'h' }, { type: 'mail', args: ['<a@b>'] }, { type: 'rcpt', args: ['<c@d>'] }, { type: 'data' }, { type: 'eoh' }] as const) {
+    for (const cmd of [{ type: 'helo', name: 'h' }, { type: 'mail', args: ['<a@b>'] }, { type: 'rcpt', args: ['<c@d>'] }, { type: 'data' }] as const) {
       c.send({ type: 'macro', stage: 'X', macros: [] }, cmd);
       assert.deepEqual(await c.reply(), { type: 'continue' }, cmd.type);
     }
-    c.send({ type: 'eob', chunk: Buffer.alloc(0) });
+    // Postfix's cleanup writes these in one go, then waits for the end-of-message reply only.
+    c.send(
+      { type: 'macro', stage: 'L', macros: [] },
+      { type: 'header', name: 'Subject', value: ' hi' },
+      { type: 'macro', stage: 'B', macros: [] },
+      { type: 'body', chunk: Buffer.from('hello\r\n') },
+      { type: 'macro', stage: 'E', macros: [['i', 'Q1']] },
+      { type: 'eob', chunk: Buffer.alloc(0) },
+    );
     assert.deepEqual(await c.untilFinal(), [{ type: 'continue' }]);
     c.send({ type: 'abort' });
     await c.nothingFor(50);
+  });
+
+  it('accepts the message at DATA when no later stage has rules and nothing is pending; Postfix then sends no more of it', async () => {
+    const { port, logger } = await start(['rcpt'], () => undefined, { noReply: false });
+    const c = await client(port);
+    const proto = await negotiated(c);
+    assert.equal(proto & (Proto.NOHDRS | Proto.NOBODY), Proto.NOHDRS | Proto.NOBODY);
+    postfixConnect(c);
+    assert.deepEqual(await c.reply(), { type: 'continue' });
+    for (let i = 0; i < 2; i++) {
+      for (const cmd of [{ type: 'mail', args: ['<a@b>'] }, { type: 'rcpt', args: ['<c@d>'] }] as const) {
+        c.send(cmd);
+        assert.deepEqual(await c.reply(), { type: 'continue' }, cmd.type);
+      }
+      c.send({ type: 'macro', stage: 'T', macros: [['i', `Q${i}`]] }, { type: 'data' });
+      assert.deepEqual(await c.reply(), { type: 'accept' }, 'DATA');
+      c.send({ type: 'abort' });
+      await c.nothingFor(30);
+    }
+    const records = logger.records.filter((r) => r.msg === 'milter message');
+    assert.equal(records.length, 2);
+    const first = (records[0]?.obj ?? {}) as Record<string, unknown>;
+    assert.equal(first['action'], 'accept');
+    assert.equal(first['queueId'], 'Q0');
+    assert.equal('size' in first, false, 'size unknown: the body never came');
+  });
+
+  it('does not accept at DATA when an edit from an earlier stage waits for the end of message', async () => {
+    const { port } = await start(['rcpt'], () => verdict({ action: 'continue', mutations: [{ kind: 'add', name: 'X-Seen', value: 'yes' }] }), { noReply: false });
+    const c = await client(port);
+    await negotiated(c);
+    postfixConnect(c);
+    assert.deepEqual(await c.reply(), { type: 'continue' });
+    c.send({ type: 'mail', args: ['<a@b>'] }, { type: 'rcpt', args: ['<c@d>'] }, { type: 'data' });
+    assert.deepEqual(await c.reply(), { type: 'continue' });
+    assert.deepEqual(await c.reply(), { type: 'continue' });
+    assert.deepEqual(await c.reply(), { type: 'continue' }, 'DATA: the header is still to be added');
+    c.send({ type: 'eob', chunk: Buffer.alloc(0) });
+    assert.deepEqual(await c.untilFinal(), [{ type: 'addheader', name: 'X-Seen', value: 'yes' }, { type: 'continue' }]);
   });
 
   it('rejects at CONNECT with the exact SMFIR_REPLYCODE and sees the client from the packet and macros', async () => {
