@@ -10,6 +10,7 @@
  *   change  → the index-th (1-based) field of that name; an empty value deletes it; a missing one is added
  * The `leading` text (the data-stage trace header) goes before the (edited) header block, as in streaming.
  */
+import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { HeaderMutation } from '../core/verdict.js';
 import { MessageSpool } from '../scanners/message-spool.js';
@@ -63,14 +64,17 @@ export class HeldMessage {
     return this.spool.open();
   }
 
-  /** The held content with `leading` first and the mutations applied to its header block (after finish()). */
-  edited(leading: string, mutations: readonly HeaderMutation[]): Readable {
-    return Readable.from(this.editedChunks(leading, mutations), { objectMode: false });
+  /**
+   * The held content with `leading` first and the mutations applied to its header block (after finish()).
+   * `replacement`: a file holding the message to send instead (the filter command's rewritten message, CRLF).
+   */
+  edited(leading: string, mutations: readonly HeaderMutation[], replacement?: string): Readable {
+    return Readable.from(this.editedChunks(leading, mutations, replacement), { objectMode: false });
   }
 
-  private async *editedChunks(leading: string, mutations: readonly HeaderMutation[]): AsyncGenerator<Buffer> {
+  private async *editedChunks(leading: string, mutations: readonly HeaderMutation[], replacement: string | undefined): AsyncGenerator<Buffer> {
     if (leading !== '') yield Buffer.from(leading, 'latin1');
-    const src = this.spool.open();
+    const src = replacement !== undefined ? createReadStream(replacement, { highWaterMark: 64 * 1024 }) : this.spool.open();
     if (mutations.length === 0) {
       for await (const c of src) yield c as Buffer;
       return;

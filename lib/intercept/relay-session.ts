@@ -152,6 +152,8 @@ export class RelaySession {
   private flushing: Promise<void> | undefined;
   private flushQueue: Buffer[] = [];
   private holdTimer: NodeJS.Timeout | undefined;
+  /** Hold mode: the filter command's rewritten message (sent instead of the held one) and the job keeping it. */
+  private rewritten: { readonly path: string; readonly job: ScanJob } | undefined;
   /** The message fell back to streaming (eom mutations and quarantine are then not applicable). */
   private streamed = true;
   private resolveClosed!: () => void;
@@ -887,6 +889,9 @@ export class RelaySession {
   private dropHeld(): void {
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = undefined;
+    // abort() after end() removes the filter's rewritten file.
+    this.rewritten?.job.abort();
+    this.rewritten = undefined;
     const held = this.held;
     this.held = undefined;
     if (held) void held.dispose();
@@ -958,7 +963,7 @@ export class RelaySession {
   private async sendHeld(held: HeldMessage, mutations: HeaderMutation[]): Promise<boolean> {
     const { text, skipped } = renderLeadingHeaders(this.leadMutations);
     const stuffer = new DotStuffState();
-    for await (const c of held.edited(text, [...skipped, ...mutations])) {
+    for await (const c of held.edited(text, [...skipped, ...mutations], this.rewritten?.path)) {
       if (!(await this.writeUpstream(stuffer.stuff(c as Buffer)))) return false;
     }
     if (held.headerSkipped) this.log.info({ event: 'HOLD' }, 'header block too large to edit: sent unchanged');
@@ -985,7 +990,7 @@ export class RelaySession {
           ...(v.hits.length > 0 ? { rule: v.hits[v.hits.length - 1]!.rule } : {}),
           scan: tx.message.scan,
         },
-        held.edited(text, [...skipped, ...mutations]),
+        held.edited(text, [...skipped, ...mutations], this.rewritten?.path),
       );
       return entry.id;
     } catch (err) {
@@ -1045,7 +1050,14 @@ export class RelaySession {
       const outcome = await job.end(); // shutdown() may still abort it while it runs (client gone)
       this.scanJob = undefined;
       this.tx = reduceTransaction(this.tx, { stage: 'scan', results: outcome.results });
-      if (outcome.rewritten) this.log.info({ event: 'SCAN' }, 'filter rewrote the message; the interceptor streams and cannot apply it');
+      if (outcome.rewritten && this.held) {
+        // Hold mode: nothing is upstream yet, so the filter's rewritten message is what goes on (or to quarantine).
+        this.rewritten = { path: outcome.rewritten.path, job };
+        this.log.info({ event: 'SCAN', size: outcome.rewritten.size }, 'filter rewrote the message: sending the rewritten message');
+      } else if (outcome.rewritten) {
+        job.abort();
+        this.log.info({ event: 'SCAN' }, 'filter rewrote the message; the interceptor streams and cannot apply it');
+      }
     }
     this.tx = reduceTransaction(this.tx, { stage: 'eom', size });
     if (!refusal && this.upstreamOpen) {

@@ -6,7 +6,11 @@
 import assert from 'node:assert/strict';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { NULL_LOGGER } from '../../lib/core/logger.js';
 import { QuarantineStore } from '../../lib/daemon/quarantine-store.js';
+import { createScannerSet, type ConfiguredScannerSet } from '../../lib/scanners/scanner-set.js';
+import { writeScript } from '../helpers/filter-scripts.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 import { lockKey } from '../../lib/policy/lock-store.js';
 import { startFaultUpstream, type FaultUpstream } from '../helpers/fault-upstream.js';
 import { startHoldDoor, type HoldDoor } from '../helpers/hold-door.js';
@@ -182,6 +186,24 @@ describe('intercept hold mode (fault upstream, raw client, real rules)', functio
     await until(() => up.connections[0]!.closed, 3000, 'upstream closed');
     assert.ok(up.connections[0]!.commands.includes('QUIT'));
     assert.ok(!up.connections[0]!.raw.includes('MAIL FROM'));
+  });
+
+  it('the filter command\'s rewritten message is what goes upstream in hold mode, with the edits; its file is removed', async () => {
+    const tmp = makeTempDir('sluice-hold-filter-');
+    let scanners: ConfiguredScannerSet | undefined;
+    try {
+      const filter = writeScript(tmp.path, 'f.sh', 'printf "X-Filtered: yes\\r\\n"; sed "s/secret/[redacted]/"');
+      scanners = createScannerSet({ filter: { command: [filter], mode: 'pipe', timeout: 10_000, maxSize: 1024 * 1024, tempDir: join(tmp.path, 'ftmp') }, tempDir: join(tmp.path, 'spool') }, NULL_LOGGER);
+      const { up } = await start({ rules: EDITS, scanners, options: { holdMessagesUpTo: 64 * 1024 } });
+      const c = await open('filtered');
+      assert.equal(await c.cmd('\r\nthe secret word\r\n..x\r\n.'), '250 2.0.0 Ok: queued\r\n');
+      assert.equal(up.connections[0]!.messages[0], 'X-NAT-Received: from [127.0.0.1] by sluice.test\r\nX-First: 1\r\nX-Filtered: yes\r\nSubject: filtered\r\nFrom: a@example.org\r\nX-Eom: checked\r\n\r\nthe [redacted] word\r\n.x\r\n');
+      assert.ok(up.connections[0]!.raw.includes('\r\n..x\r\n'), 'the filter output is dot-stuffed on the wire');
+      await until(() => readdirSync(join(tmp.path, 'ftmp')).length === 0, 3000, 'the rewritten file removed');
+    } finally {
+      await scanners?.close();
+      tmp.remove();
+    }
   });
 
   it('max-host: the 21st concurrent session from one client gets the rule reply and the client is locked', async () => {
