@@ -963,11 +963,22 @@ export class RelaySession {
   private async sendHeld(held: HeldMessage, mutations: HeaderMutation[]): Promise<boolean> {
     const { text, skipped } = renderLeadingHeaders(this.leadMutations);
     const stuffer = new DotStuffState();
+    // Written in batches of up to 64 KiB (a small message, dot included, in one write).
+    let batch: Buffer[] = [];
+    let batched = 0;
     for await (const c of held.edited(text, [...skipped, ...mutations], this.rewritten?.path)) {
-      if (!(await this.writeUpstream(stuffer.stuff(c as Buffer)))) return false;
+      const b = stuffer.stuff(c as Buffer);
+      batch.push(b);
+      batched += b.length;
+      if (batched >= SEND_BATCH) {
+        if (!(await this.writeUpstream(Buffer.concat(batch, batched)))) return false;
+        batch = [];
+        batched = 0;
+      }
     }
     if (held.headerSkipped) this.log.info({ event: 'HOLD' }, 'header block too large to edit: sent unchanged');
-    return this.writeUpstream(stuffer.lineStart ? DOT_CRLF : CRLF_DOT_CRLF);
+    batch.push(stuffer.lineStart ? DOT_CRLF : CRLF_DOT_CRLF);
+    return this.writeUpstream(Buffer.concat(batch));
   }
 
   /** Stores the held message (mutations applied) in the quarantine; the id, or undefined if that failed. */
@@ -1380,6 +1391,8 @@ export class RelaySession {
 const CRLF = Buffer.from('\r\n');
 const DOT_CRLF = Buffer.from('.\r\n');
 const CRLF_DOT_CRLF = Buffer.from('\r\n.\r\n');
+/** Hold mode: bytes gathered before one write upstream. */
+const SEND_BATCH = 64 * 1024;
 
 function isAuthLine(line: Buffer): boolean {
   return line.length > 5 && (line[0]! | 0x20) === 0x61 && (line[1]! | 0x20) === 0x75 && (line[2]! | 0x20) === 0x74 && (line[3]! | 0x20) === 0x68 && line[4] === 0x20;

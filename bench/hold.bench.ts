@@ -1,0 +1,195 @@
+/**
+ * Hold mode benchmark: smtp-source → sluice intercept door → smtp-sink, 10 KB messages, loopback only.
+ *
+ *   node .build/NAME/bench/hold.bench.js          (or dist/bench/hold.bench.js)
+ *
+ * Scenarios, each door in a fresh child process, same ruleset (trace header at data, an eom header, verdict
+ * headers on but no scanners, so the cost measured is the door's own):
+ *   streaming     today's intercept door (the dot held, the message streamed)
+ *   hold-memory   holdMessagesUpTo 1 MB, held in memory (holdMemory 64 KiB > 10 KB)
+ *   hold-spill    holdMessagesUpTo 1 MB, holdMemory 4 KiB: every message spills to a private 0600 file
+ * each at 1 session (1 message per connection) and 16 sessions x many messages per connection (-d).
+ * Prints a table and one `BENCH_JSON {...}` line. Bounded: well under 3 minutes.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const SMTP_SINK = '/usr/sbin/smtp-sink';
+const SMTP_SOURCE = '/usr/sbin/smtp-source';
+const HERE = fileURLToPath(import.meta.url);
+const BUILD_ROOT = join(dirname(HERE), '..');
+
+const RULES = `rule nat at data: => add header "X-NAT-Received" "from [{client.ip}]:{client.port} by {proxy.name}"
+rule stamp at eom: => add header "X-Checked" "yes"
+`;
+
+interface DoorChildConfig {
+  readonly listenPort: number;
+  readonly upstreamPort: number;
+  readonly hold: number;
+  readonly holdMemory: number;
+  readonly holdDir: string;
+}
+
+async function runDoorChild(cfg: DoorChildConfig): Promise<void> {
+  const { createInterceptDoor } = await import(join(BUILD_ROOT, 'lib/intercept/intercept-door.js'));
+  const { compileRules, PolicyEngine, MemoryLockStore } = await import(join(BUILD_ROOT, 'lib/policy/index.js'));
+  const { DEFAULT_LIMITS } = await import(join(BUILD_ROOT, 'lib/core/limits.js'));
+  const { NULL_LOGGER } = await import(join(BUILD_ROOT, 'lib/core/logger.js'));
+  const { NO_SCANNERS } = await import(join(BUILD_ROOT, 'lib/scanners/scanner.js'));
+  const { NO_EFFECTS } = await import(join(BUILD_ROOT, 'lib/core/effects.js'));
+  const locks = new MemoryLockStore();
+  const policy = new PolicyEngine(compileRules([{ file: 'bench.rules', text: RULES }]), { locks, clock: { now: () => Date.now() } }, { proxyName: 'sluice.bench', verdictHeaders: true });
+  const limits = { ...DEFAULT_LIMITS, sessions: 100_000, sessionsPerClient: 100_000 };
+  const door = createInterceptDoor(
+    {
+      listeners: [{ listen: { ip: '127.0.0.1', port: cfg.listenPort }, mode: 'fixed', upstream: { ip: '127.0.0.1', port: cfg.upstreamPort }, backlog: 4096 }],
+      ...(cfg.hold > 0 ? { holdMessagesUpTo: cfg.hold, holdMemory: cfg.holdMemory, holdDir: cfg.holdDir } : {}),
+    },
+    { policy, locks, scanners: NO_SCANNERS, effects: NO_EFFECTS, limits, logger: NULL_LOGGER, hostname: 'sluice.bench' },
+  );
+  await door.start();
+  process.stdout.write('READY\n');
+  process.on('SIGTERM', () => {
+    void door.stop(100).then(() => process.exit(0));
+  });
+}
+
+async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const p = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function startChild(args: string[]): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const t = setTimeout(() => reject(new Error(`door did not start: ${out}`)), 15_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('READY')) {
+        clearTimeout(t);
+        resolve(child);
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`door exited (${code}): ${out}`));
+    });
+  });
+}
+
+async function waitPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((res) => {
+      const s = connect({ host: '127.0.0.1', port });
+      s.on('connect', () => {
+        s.destroy();
+        res(true);
+      });
+      s.on('error', () => res(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`port ${port} not listening`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await gone;
+  clearTimeout(t);
+}
+
+function smtpSource(port: number, sessions: number, messages: number, perConnection: boolean): Promise<{ seconds: number; ok: boolean; out: string }> {
+  const args = ['-l', '10240', '-m', String(messages), '-s', String(sessions), '-f', 'src@example.org', '-t', 'dst@example.net', ...(perConnection ? ['-d'] : []), `127.0.0.1:${port}`];
+  const t0 = process.hrtime.bigint();
+  return new Promise((resolve) => {
+    execFile(SMTP_SOURCE, args, { timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ seconds: Number(process.hrtime.bigint() - t0) / 1e9, ok: !err, out: String(stdout) + String(stderr) });
+    });
+  });
+}
+
+interface Row {
+  target: string;
+  load: string;
+  messages: number;
+  seconds: number;
+  msgsPerSec: number;
+  msPerMsg: number;
+  ok: boolean;
+}
+
+const LOADS = [
+  { name: '1 session, 1 msg/conn', sessions: 1, messages: 300, perConnection: false },
+  { name: '16 sessions, many msg/conn', sessions: 16, messages: 3000, perConnection: true },
+] as const;
+
+const TARGETS = [
+  { name: 'streaming', hold: 0, holdMemory: 0 },
+  { name: 'hold-memory', hold: 1024 * 1024, holdMemory: 64 * 1024 },
+  { name: 'hold-spill', hold: 1024 * 1024, holdMemory: 4 * 1024 },
+] as const;
+
+async function main(): Promise<void> {
+  if (!existsSync(SMTP_SINK) || !existsSync(SMTP_SOURCE)) {
+    process.stdout.write('hold bench skipped: smtp-sink/smtp-source (postfix) not installed\n');
+    process.stdout.write(`BENCH_JSON ${JSON.stringify({ bench: 'hold', skipped: 'postfix tools missing' })}\n`);
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-hold-bench-'));
+  const sinkPort = await freePort();
+  const asRoot = process.getuid?.() === 0;
+  const sink = spawn(SMTP_SINK, [...(asRoot ? ['-u', 'nobody'] : []), '-h', 'sink.bench', `127.0.0.1:${sinkPort}`, '1024'], { stdio: 'ignore' });
+  const rows: Row[] = [];
+  try {
+    await waitPort(sinkPort);
+    for (const target of TARGETS) {
+      const port = await freePort();
+      const cfg: DoorChildConfig = { listenPort: port, upstreamPort: sinkPort, hold: target.hold, holdMemory: target.holdMemory, holdDir: dir };
+      const child = await startChild([HERE, '--door', JSON.stringify(cfg)]);
+      try {
+        await smtpSource(port, 4, 40, false); // warm-up
+        for (const load of LOADS) {
+          const r = await smtpSource(port, load.sessions, load.messages, load.perConnection);
+          rows.push({ target: target.name, load: load.name, messages: load.messages, seconds: r.seconds, msgsPerSec: load.messages / r.seconds, msPerMsg: (r.seconds * 1000) / load.messages, ok: r.ok });
+          if (!r.ok) process.stderr.write(`${target.name} ${load.name}: smtp-source failed: ${r.out.slice(0, 300)}\n`);
+        }
+      } finally {
+        await stopChild(child);
+      }
+    }
+  } finally {
+    sink.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const pad = (s: string, n: number): string => s.padEnd(n);
+  process.stdout.write(`\n${pad('target', 14)}${pad('load', 30)}${pad('msgs', 7)}${pad('msg/s', 10)}${pad('ms/msg', 9)}ok\n`);
+  for (const r of rows) process.stdout.write(`${pad(r.target, 14)}${pad(r.load, 30)}${pad(String(r.messages), 7)}${pad(r.msgsPerSec.toFixed(0), 10)}${pad(r.msPerMsg.toFixed(2), 9)}${r.ok ? 'yes' : 'NO'}\n`);
+  process.stdout.write(`BENCH_JSON ${JSON.stringify({ bench: 'hold', rows })}\n`);
+}
+
+const flag = process.argv[2];
+if (flag === '--door') void runDoorChild(JSON.parse(process.argv[3] ?? '{}') as DoorChildConfig);
+else
+  void main().catch((err: unknown) => {
+    process.stderr.write(`hold bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  });
