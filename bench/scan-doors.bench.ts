@@ -461,6 +461,7 @@ async function milterMessage(port: number, steps: readonly Step[]): Promise<stri
       if (step.nr !== undefined && (proto & step.nr) !== 0) continue;
       const r = await c.reply();
       if (r.type === 'skip') skipBody = true;
+      else if (r.type === 'accept') return 'accept'; // nothing later needs the message (no eom rule, no scanner)
       else if (r.type !== 'continue') return `early ${r.type}`;
     }
     return 'no eom';
