@@ -3,24 +3,24 @@
  * (memory up to a small cap, then a private 0600 file in a 0700 directory; the scanners' spool code), and sent
  * on with every header mutation applied. Also the re-stuffing needed to send held content as DATA bytes.
  *
- * Header mutations mean what they mean for the milter and the filter door (lib/milter/filter-headers.ts, which
- * the intercept door may not import; the two must agree):
- *   add     → appended after the last header field (SMFIR_ADDHEADER)
- *   insert  → at position `index` among the header fields, 0 = first (SMFIR_INSHEADER)
- *   change  → the index-th (1-based) field of that name; an empty value deletes it; a missing one is added
- * The `leading` text (the data-stage trace header) goes before the (edited) header block, as in streaming.
+ * Header mutations mean what they mean for the milter and the filter door: the edit logic is lib/smtp/header-edit.ts,
+ * shared with the filter door (lib/milter/filter-headers.ts). The `leading` text (the data-stage trace header) goes before the (edited) header block, as in streaming.
  */
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { HeaderMutation } from '../core/verdict.js';
 import { MessageSpool } from '../scanners/message-spool.js';
+import { applyHeaderMutations as applyEdits, editHeaderBlock, headerBlockEnd, MAX_HEADER_BLOCK, type HeaderEditStyle } from '../smtp/header-edit.js';
+
+export { splitFields } from '../smtp/header-edit.js';
 
 /** Largest header block edited; a longer one is sent unchanged (and `headerSkipped` is set). */
-export const MAX_HELD_HEADER_BLOCK = 256 * 1024;
+export const MAX_HELD_HEADER_BLOCK = MAX_HEADER_BLOCK;
 /** Bytes of a held message kept in memory before it spills to a file (default). */
 export const DEFAULT_HOLD_MEMORY = 64 * 1024;
 
-const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]{1,76}$/;
+/** Hold mode's edits: a value's line breaks are folded (CRLF + tab), NULs dropped; field names of 1-76 characters. */
+export const HELD_HEADER_STYLE: HeaderEditStyle = { lineBreaks: 'fold', maxNameLength: 76 };
 
 export interface HeldMessageOptions {
   /** Most content bytes held; the caller falls back to streaming before writing past it. */
@@ -88,10 +88,10 @@ export class HeldMessage {
         continue;
       }
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
-      const end = headerEnd(head);
+      const end = headerBlockEnd(head);
       if (end >= 0) {
         done = true;
-        yield Buffer.concat([editBlock(head.subarray(0, end), mutations), head.subarray(end)]);
+        yield Buffer.concat([editHeaderBlock(head.subarray(0, end), mutations, HELD_HEADER_STYLE), head.subarray(end)]);
         continue;
       }
       if (head.length > MAX_HELD_HEADER_BLOCK) {
@@ -101,7 +101,7 @@ export class HeldMessage {
       }
     }
     // The message ended inside its header block (no body): the whole of it is the header block.
-    if (!done) yield editBlock(head, mutations);
+    if (!done) yield editHeaderBlock(head, mutations, HELD_HEADER_STYLE);
   }
 
   /** Frees memory and removes the spill file. */
@@ -110,63 +110,8 @@ export class HeldMessage {
   }
 }
 
-/** Offset of the blank line ending the header block (the CRLF that starts it), -1 if not seen yet. */
-function headerEnd(b: Buffer): number {
-  if (b.length >= 2 && b[0] === 0x0d && b[1] === 0x0a) return 0;
-  const i = b.indexOf('\r\n\r\n');
-  return i < 0 ? -1 : i + 2;
-}
-
-function editBlock(block: Buffer, mutations: readonly HeaderMutation[]): Buffer {
-  const fields = splitFields(block.toString('latin1'));
-  return Buffer.from(applyHeaderMutations(fields, mutations).join(''), 'latin1');
-}
-
-/** Splits a header block (without the blank line) into raw fields, each with its folded lines and CRLF. */
-export function splitFields(block: string): string[] {
-  const fields: string[] = [];
-  for (const line of block.split(/(?<=\n)/)) {
-    if (line === '') continue;
-    if ((line.startsWith(' ') || line.startsWith('\t')) && fields.length > 0) fields[fields.length - 1] += line;
-    else fields.push(line.endsWith('\n') ? line : `${line}\r\n`);
-  }
-  return fields;
-}
-
-function fieldName(raw: string): string {
-  const colon = raw.indexOf(':');
-  return colon > 0 ? raw.slice(0, colon).trim().toLowerCase() : '';
-}
-
-/** One header line: the value's own line breaks are folded (CRLF + tab), NUL dropped; never an empty continuation. */
-function render(name: string, value: string): string {
-  const lines = value
-    .replace(/\0/g, '')
-    .split(/\r\n|\r|\n/)
-    .map((l) => l.trim())
-    .filter((l, i) => i === 0 || l !== '');
-  return `${name}: ${lines.join('\r\n\t')}\r\n`;
-}
-
 export function applyHeaderMutations(fields: readonly string[], mutations: readonly HeaderMutation[]): string[] {
-  const out = [...fields];
-  for (const m of mutations) {
-    if (!FIELD_NAME.test(m.name)) continue;
-    if (m.kind === 'add') out.push(render(m.name, m.value));
-    else if (m.kind === 'insert') out.splice(Math.max(0, Math.min(m.index, out.length)), 0, render(m.name, m.value));
-    else {
-      const want = m.name.toLowerCase();
-      let seen = 0;
-      const at = out.findIndex((f) => fieldName(f) === want && ++seen === Math.max(1, m.index));
-      if (at >= 0) {
-        if (m.value === '') out.splice(at, 1);
-        else out[at] = render(m.name, m.value);
-      } else if (m.value !== '') {
-        out.push(render(m.name, m.value));
-      }
-    }
-  }
-  return out;
+  return applyEdits(fields, mutations, HELD_HEADER_STYLE);
 }
 
 /** Dot-stuffing of CRLF content for the DATA wire (RFC 5321 §4.5.2), chunk by chunk; the final "." is the caller's. */
