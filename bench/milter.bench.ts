@@ -8,7 +8,8 @@
  *   milter-accept  Postfix with the sluice milter and no rules (everything negotiated away: the protocol floor)
  *   filter         Postfix with the sluice filter door as content_filter (after-queue, re-injection)
  *   latency-*      one session, messages one after another: ms per message for Postfix alone, with the milter
- *                  (default negotiation) and with the milter also leaving CONNECT..RCPT unanswered (noReply)
+ *                  and the example ruleset (headers and body sent unanswered), and with the rules-free milter
+ *                  in noReply mode (CONNECT..RCPT unanswered, SMFIR_ACCEPT at DATA)
  * 16 parallel SMTP sessions, MESSAGES messages of ~4 KB (MILTER_BENCH_BODY bytes), one message per session (as MX traffic arrives).
  * Throughput = messages / (first submission → last delivery seen by Postfix's smtp client to the sink).
  * `postfix` and `milter-example` run twice, interleaved; the best run of each is reported (the machine is
@@ -183,8 +184,9 @@ async function postfixScenario(scenario: Scenario): Promise<Result> {
     const messages = latency ? LATENCY_MESSAGES : MESSAGES;
     if (scenario === 'milter-example' || scenario === 'milter-example-unix' || scenario === 'milter-accept' || scenario === 'latency-milter' || scenario === 'latency-milter-nr') {
       const port = await freePort();
-      const policy = scenario.startsWith('milter-example') ? exampleEngine() : new PolicyEngine(compileRules([]), { locks: new MemoryLockStore(), clock: { now: () => Date.now() } });
+      const policy = scenario.startsWith('milter-example') || scenario === 'latency-milter' ? exampleEngine() : new PolicyEngine(compileRules([]), { locks: new MemoryLockStore(), clock: { now: () => Date.now() } });
       const noReply = scenario === 'latency-milter-nr' || process.env['MILTER_BENCH_NOREPLY'] === '1';
+      const delayReject = process.env['MILTER_BENCH_DELAY_REJECT'] === '1';
       let unixPath: string | undefined;
       if (scenario === 'milter-example-unix') {
         // Postfix's smtpd and cleanup run as `postfix`: a world-traversable directory and a 0666 socket.
@@ -192,7 +194,7 @@ async function postfixScenario(scenario: Scenario): Promise<Result> {
         chmodSync(socketDir, 0o755);
         unixPath = join(socketDir, 'milter.sock');
       }
-      door = createMilterDoor({ listen: unixPath ? `unix:${unixPath}` : `inet:127.0.0.1:${port}`, noReply, ...(unixPath ? { socketMode: 0o666 } : {}) }, deps(policy));
+      door = createMilterDoor({ listen: unixPath ? `unix:${unixPath}` : `inet:127.0.0.1:${port}`, noReply, delayReject, ...(unixPath ? { socketMode: 0o666 } : {}) }, deps(policy));
       await door.start();
       pf = await startPostfix({ sink: false, snippets: ['milter'], ports: { 10030: port }, main: { ...main, non_smtpd_milters: '', ...(unixPath ? { smtpd_milters: `unix:${unixPath}` } : {}) } });
     } else if (scenario === 'filter') {

@@ -21,6 +21,13 @@ export interface MilterDoorOptions {
    * EOH and body chunks without rules are never answered, DATA always is (see milter-negotiate.ts). Default false.
    */
   readonly noReply?: boolean;
+  /**
+   * Judge CONNECT, HELO and MAIL when they arrive but answer them at the first RCPT, like Postfix's own
+   * smtpd_delay_reject (default there: yes): Postfix gets no reply to wait for at CONNECT/HELO/MAIL
+   * (SMFIP_NR_CONN/HELO/MAIL), saving three round trips per session; a refusal decided there refuses every
+   * recipient instead, with the rule's text. Default false.
+   */
+  readonly delayReject?: boolean;
   /** Door name for logs (default "milter"). */
   readonly name?: string;
 }
@@ -42,6 +49,7 @@ export function createMilterDoor(options: MilterDoorOptions, deps: DoorDeps): Do
       progressIntervalMs: Math.max(100, options.progressIntervalMs ?? MILTER_DEFAULTS.progressIntervalMs),
       socketMode: options.socketMode ?? MILTER_DEFAULTS.socketMode,
       noReply: options.noReply === true,
+      delayReject: options.delayReject === true,
     },
     deps,
   );

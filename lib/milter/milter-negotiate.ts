@@ -51,6 +51,11 @@ export function wantsBody(w: MilterWants): boolean {
 
 export interface NegotiateOptions {
   /**
+   * Leave CONNECT, HELO and MAIL unanswered even with rules: their verdicts are sent at RCPT (which is then always
+   * answered), like Postfix's smtpd_delay_reject. Default false.
+   */
+  readonly delayReject?: boolean;
+  /**
    * Also promise no reply (SMFIP_NR_*) for CONNECT/HELO/MAIL/RCPT when no rule is bound to them. Default false:
    * header, EOH and body events without rules are never answered; see the comment in negotiate().
    */
@@ -83,13 +88,20 @@ export function negotiate(offer: MilterOffer, wants: MilterWants, opts: Negotiat
   //    them in one buffered write with the end of message, which is answered;
   //  - CONNECT/HELO/MAIL/RCPT without rules go unanswered only with `noReply` (they ride along with the next
   //    answered smtpd command, at the latest DATA); by default they are answered.
+  //  - with `delayReject`, CONNECT/HELO/MAIL are judged but answered at RCPT, which is then always answered.
   const nr = opts.noReply === true;
+  const delay = opts.delayReject === true;
+  if (delay) {
+    add(Proto.NR_CONN);
+    add(Proto.NR_HELO);
+    add(Proto.NR_MAIL);
+  }
   if (nr) {
     if (!stages.has('connect')) add(Proto.NR_CONN);
     if (!stages.has('helo')) add(Proto.NR_HELO);
     // auth rules are judged at MAIL, where the auth macros arrive.
     if (!stages.has('mail') && !stages.has('auth')) add(Proto.NR_MAIL);
-    if (!stages.has('rcpt')) add(Proto.NR_RCPT);
+    if (!stages.has('rcpt') && !delay) add(Proto.NR_RCPT);
   }
   if (!stages.has('eoh')) {
     add(Proto.NOEOH);

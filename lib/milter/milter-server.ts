@@ -47,6 +47,8 @@ export interface MilterServerOptions {
   readonly socketMode?: number;
   /** Also negotiate SMFIP_NR_* for CONNECT/HELO/MAIL/RCPT without rules (default false). */
   readonly noReply?: boolean;
+  /** Answer CONNECT/HELO/MAIL verdicts at the first RCPT (default false). */
+  readonly delayReject?: boolean;
 }
 
 let counter = 0;
@@ -120,6 +122,7 @@ export class MilterServer {
       readTimeoutMs: this.options.readTimeoutMs,
       progressIntervalMs: this.options.progressIntervalMs,
       ...(this.options.noReply ? { noReply: true } : {}),
+      ...(this.options.delayReject ? { delayReject: true } : {}),
     });
     this.sessions.add(session);
     void session.closed.then(() => this.sessions.delete(session));

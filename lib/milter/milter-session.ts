@@ -28,6 +28,8 @@ export interface MilterSessionOptions {
   readonly progressIntervalMs: number;
   /** Also negotiate SMFIP_NR_* for CONNECT/HELO/MAIL/RCPT without rules (default false; see milter-negotiate.ts). */
   readonly noReply?: boolean;
+  /** Judge CONNECT/HELO/MAIL on arrival, answer their verdicts at RCPT (default false). */
+  readonly delayReject?: boolean;
 }
 
 /** Order of macro stages: a command of one stage clears the macros of every later stage (libmilter). */
@@ -56,6 +58,8 @@ interface MessageState {
   decided?: 'accept' | 'reject' | 'tempfail' | 'discard';
   /** The refusal sent when the message was rejected before its end (repeated if the MTA still sends EOM). */
   refusal?: Buffer;
+  /** A MAIL verdict decided without a reply (delayReject): sent at the next RCPT or DATA instead. */
+  delayed?: Buffer;
   quarantine?: string;
   mutations: HeaderMutation[];
   hits: RuleHit[];
@@ -286,7 +290,7 @@ export class MilterSession {
 
   private onOptneg(cmd: Extract<MilterCommand, { type: 'optneg' }>): undefined {
     const deps = this.opts.deps;
-    const neg = negotiate(cmd, { needs: deps.policy.needs, scanners: deps.scanners.enabled }, { noReply: this.opts.noReply === true });
+    const neg = negotiate(cmd, { needs: deps.policy.needs, scanners: deps.scanners.enabled }, { noReply: this.opts.noReply === true, delayReject: this.opts.delayReject === true });
     if (neg instanceof ProtocolError) {
       this.fail('option negotiation failed', { error: neg.message });
       return undefined;
@@ -406,6 +410,11 @@ export class MilterSession {
       return;
     }
     const m = stage === 'connect' || stage === 'helo' ? undefined : this.msg;
+    if (m?.delayed !== undefined && replied && (stage === 'rcpt' || stage === 'data')) {
+      // A MAIL verdict held back (delayReject): every recipient gets it, as if each were refused or accepted.
+      this.write(m.delayed);
+      return;
+    }
     let v: Verdict | undefined;
     let pkt: Buffer = SIMPLE_PACKETS.continue;
     // Once a message is decided (or held), later stages of it are not judged again.
@@ -421,8 +430,16 @@ export class MilterSession {
       return;
     }
     if (replied) this.write(pkt);
-    else if (v && v.action !== 'continue') this.log.warn({ stage, action: v.action }, 'verdict at a stage negotiated without reply; ignored');
+    else if (v && v.action !== 'continue' && this.delays(stage)) {
+      // connect/helo verdicts live on as sessionReply/sessionDiscard/sessionQuarantine (render); MAIL's here.
+      if (stage === 'mail' && pkt !== SIMPLE_PACKETS.continue && m) m.delayed = pkt;
+    } else if (v && v.action !== 'continue') this.log.warn({ stage, action: v.action }, 'verdict at a stage negotiated without reply; ignored');
     if (stage === 'rcpt' && this.tx && (!v || v.action === 'continue' || v.action === 'accept' || v.action === 'quarantine')) this.tx = acceptRecipient(this.tx);
+  }
+
+  /** This stage's verdicts are answered later, at RCPT (delayReject). */
+  private delays(stage: RuleStage): boolean {
+    return this.opts.delayReject === true && (stage === 'connect' || stage === 'helo' || stage === 'mail');
   }
 
   /** At DATA: no rule, scanner or pending edit/hold/discard needs anything after DATA of this message. */
@@ -484,6 +501,7 @@ export class MilterSession {
           this.apply({ stage: 'mail', address: stripBrackets(args[0] ?? ''), params: parseParams(args.slice(1)) });
           const pkt = this.render(v, 'mail');
           if (this.replies('mail')) this.write(pkt);
+          else if (this.delays('mail') && pkt !== SIMPLE_PACKETS.continue && this.msg) this.msg.delayed = pkt;
           return;
         }
         this.render(v, 'mail');

@@ -148,6 +148,37 @@ describe('milter/milter-session over a socket', function () {
     assert.deepEqual(await c.untilFinal(), [{ type: 'addheader', name: 'X-Seen', value: 'yes' }, { type: 'continue' }]);
   });
 
+  it('with delayReject: CONNECT/HELO/MAIL get no reply; their verdicts are answered at RCPT (each recipient), DATA after', async () => {
+    const policy = scriptedPolicy(['connect', 'helo', 'mail', 'rcpt'], (stage, tx) => {
+      if (stage === 'helo' && tx.session.helo === 'bad') return verdict({ action: 'reject', reply: { code: 550, enhanced: '5.7.1', lines: ['Bad HELO'] } });
+      if (stage === 'mail' && tx.envelope.mailFrom === 'blocked@x') return verdict({ action: 'reject', reply: { code: 550, enhanced: '5.7.1', lines: ['Sender blocked'] } });
+      if (stage === 'mail' && tx.envelope.mailFrom === 'ok@x') return verdict({ action: 'accept' });
+      return undefined;
+    });
+    const port = await freePort();
+    door = createMilterDoor({ listen: `inet:127.0.0.1:${port}`, delayReject: true, readTimeoutMs: 10000 }, testDeps(policy));
+    await door.start();
+    const c = await client(port);
+    const proto = await negotiated(c);
+    assert.equal(proto & (Proto.NR_CONN | Proto.NR_HELO | Proto.NR_MAIL | Proto.NR_RCPT | Proto.NR_DATA), Proto.NR_CONN | Proto.NR_HELO | Proto.NR_MAIL);
+    postfixConnect(c);
+    c.send({ type: 'helo', name: 'good' }, { type: 'mail', args: ['<blocked@x>'] });
+    await c.nothingFor(50);
+    c.send({ type: 'rcpt', args: ['<a@y>'] }, { type: 'rcpt', args: ['<b@y>'] });
+    const refusal = { type: 'replycode', text: '550 5.7.1 Sender blocked' };
+    assert.deepEqual(await c.reply(), refusal);
+    assert.deepEqual(await c.reply(), refusal);
+    c.send({ type: 'abort' }, { type: 'mail', args: ['<fine@x>'] }, { type: 'rcpt', args: ['<a@y>'] }, { type: 'data' });
+    assert.deepEqual(await c.reply(), { type: 'continue' }, 'RCPT of a clean message');
+    assert.deepEqual(await c.reply(), { type: 'accept' }, 'DATA: nothing later has rules');
+    c.send({ type: 'abort' }, { type: 'mail', args: ['<ok@x>'] }, { type: 'rcpt', args: ['<a@y>'] });
+    assert.deepEqual(await c.reply(), { type: 'accept' }, 'a MAIL accept is given at RCPT (Postfix: accept the message)');
+    // A HELO refusal holds for the rest of the session, given at each RCPT.
+    c.send({ type: 'abort' }, { type: 'helo', name: 'bad' }, { type: 'mail', args: ['<fine@x>'] }, { type: 'rcpt', args: ['<a@y>'] });
+    assert.deepEqual(await c.reply(), { type: 'replycode', text: '550 5.7.1 Bad HELO' });
+    await c.nothingFor(30);
+  });
+
   it('rejects at CONNECT with the exact SMFIR_REPLYCODE and sees the client from the packet and macros', async () => {
     let seen: Transaction | undefined;
     const { port } = await start(['connect'], (stage, tx) => {

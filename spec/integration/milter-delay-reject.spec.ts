@@ -1,0 +1,67 @@
+/**
+ * The milter door with `delayReject` behind a real, private Postfix: CONNECT, HELO and MAIL are judged on arrival
+ * but answered at RCPT (Postfix's smtpd_delay_reject model), so a refusal decided there refuses each recipient
+ * with the rule's own text, and clean mail still gets its edits.
+ */
+import assert from 'node:assert/strict';
+import type { Door } from '../../lib/daemon/door.js';
+import { createMilterDoor } from '../../lib/milter/milter-door.js';
+import { requirePeer } from '../helpers/ci-guard.js';
+import { testDeps } from '../helpers/milter-client.js';
+import { milterTestEngine } from '../helpers/milter-rules.js';
+import { freePort } from '../helpers/ports.js';
+import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
+import { swaks, swaksAvailable } from '../helpers/swaks.js';
+
+describe('integration/milter with delayReject behind a real Postfix', function () {
+  this.timeout(60_000);
+  let pf: PostfixInstance | undefined;
+  let door: Door | undefined;
+
+  before(async function () {
+    requirePeer(this, postfixAvailable && swaksAvailable, 'postfix (root), smtp-sink and swaks');
+    const port = await freePort();
+    door = createMilterDoor({ listen: `inet:127.0.0.1:${port}`, delayReject: true }, testDeps(await milterTestEngine()));
+    await door.start();
+    pf = await startPostfix({ snippets: ['milter'], ports: { 10030: port } });
+  });
+
+  after(async () => {
+    await pf?.stop();
+    await door?.stop(500);
+  });
+
+  const send = (o: { from?: string; to?: string | string[]; helo?: string; extra?: string[] }) => swaks({ server: pf!.host, port: pf!.smtpPort, helo: o.helo ?? 'client.example', ...o });
+
+  it('a CONNECT refusal is given at RCPT with the rule text (not Postfix greeting 554)', async () => {
+    const r = await send({ to: 'x@example.net', extra: ['--local-interface', '127.0.0.2'] });
+    assert.notEqual(r.code, 0);
+    assert.ok(r.serverLines.some((l) => /^220 /.test(l)), r.transcript);
+    assert.ok(r.serverLines.includes('554 5.7.1 Not welcome here'), r.transcript);
+    await pf!.waitForLog(/milter-reject: RCPT from [^\n]*127\.0\.0\.2\]: 554 5\.7\.1 Not welcome here/);
+  });
+
+  it('HELO and MAIL refusals come at RCPT, for every recipient', async () => {
+    const helo = await send({ helo: 'bad.helo.example', to: 'x@example.net' });
+    assert.notEqual(helo.code, 0);
+    assert.ok(helo.serverLines.includes('550 5.7.1 Bad HELO'), helo.transcript);
+    const blocked = await send({ from: 'blocked@example.com', to: ['x@example.net', 'y@example.net'] });
+    assert.notEqual(blocked.code, 0);
+    assert.equal(blocked.serverLines.filter((l) => l === '550 5.7.1 Sender blocked').length, 2, blocked.transcript);
+  });
+
+  it('clean mail is delivered with its data-stage and eom headers; a MAIL discard still discards', async () => {
+    const before = pf!.sink!.messages().length;
+    const r = await send({ from: 'alice@example.com', to: ['bad@example.net', 'bob@example.net'] });
+    assert.ok(r.serverLines.includes('550 5.1.1 No such user here'), r.transcript);
+    const [m] = (await pf!.sink!.waitForMessages(before + 1)).slice(before);
+    assert.ok(m);
+    assert.deepEqual(m.recipients, ['bob@example.net']);
+    assert.deepEqual(m.headers.filter(([n]) => n === 'X-Sluice-Trace').map(([, v]) => v), ['milter sluice.test']);
+    const d = await send({ from: 'discard@example.com', to: 'bob@example.net' });
+    assert.equal(d.code, 0, d.transcript);
+    await pf!.waitForLog(/milter-discard/);
+    await new Promise((res) => setTimeout(res, 200));
+    assert.equal(pf!.sink!.messages().length, before + 1, 'the discarded message was not delivered');
+  });
+});
