@@ -3,14 +3,15 @@
  * unix:PATH). See policy-session.ts for how requests map to rule stages and policy-action.ts for the answers.
  */
 import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
-import { BlockList, createServer, isIP, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import type { Door, DoorDeps } from '../daemon/door.js';
+import { allowList, boundAddress, closeAndDrain, isAllowed, listenOn, LOOPBACK_ONLY, type DoorListen } from './door-listener.js';
 import { DEFAULT_POLICY_CODEC_LIMITS, type PolicyCodecLimits } from './policy-codec.js';
 import type { AcceptAction } from './policy-action.js';
 import { PolicyConnection } from './policy-server.js';
 import { PolicySession } from './policy-session.js';
 
-export type PolicyListen = { readonly kind: 'tcp'; readonly host: string; readonly port: number } | { readonly kind: 'unix'; readonly path: string };
+export type PolicyListen = DoorListen;
 
 export interface PolicyDoorOptions {
   readonly listen: PolicyListen;
@@ -29,29 +30,6 @@ export interface PolicyDoorOptions {
   readonly maxConnections?: number;
 }
 
-const LOOPBACK = ['127.0.0.0/8', '::1/128'];
-
-function blockList(cidrs: readonly string[]): BlockList {
-  const bl = new BlockList();
-  for (const c of cidrs) {
-    const [addr = '', bits] = c.split('/');
-    const family = isIP(addr);
-    if (family === 0) throw new Error(`policy door allowFrom: "${c}" is not an address or CIDR`);
-    const type = family === 4 ? 'ipv4' : 'ipv6';
-    if (bits === undefined) bl.addAddress(addr, type);
-    else bl.addSubnet(addr, Number(bits), type);
-  }
-  return bl;
-}
-
-function allowed(bl: BlockList, address: string | undefined): boolean {
-  if (address === undefined) return false;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  const ip = mapped ? mapped[1]! : address;
-  const family = isIP(ip);
-  return family !== 0 && bl.check(ip, family === 4 ? 'ipv4' : 'ipv6');
-}
-
 export function createPolicyDoor(options: PolicyDoorOptions, initialDeps: DoorDeps): Door {
   let deps = initialDeps;
   const limits: PolicyCodecLimits = {
@@ -59,7 +37,7 @@ export function createPolicyDoor(options: PolicyDoorOptions, initialDeps: DoorDe
     ...(options.maxRequest !== undefined ? { maxRequestBytes: options.maxRequest } : {}),
     ...(options.maxAttributes !== undefined ? { maxAttributes: options.maxAttributes } : {}),
   };
-  const allow = blockList(options.allowFrom ?? LOOPBACK);
+  const allow = allowList(options.allowFrom ?? LOOPBACK_ONLY, 'policy');
   const connections = new Set<PolicyConnection>();
   const addresses: string[] = [];
   let server: Server | undefined;
@@ -69,7 +47,7 @@ export function createPolicyDoor(options: PolicyDoorOptions, initialDeps: DoorDe
   const onConnection = (socket: Socket): void => {
     const id = `p${(++counter).toString(36)}`;
     const clog = log().child({ conn: id });
-    if (options.listen.kind === 'tcp' && !allowed(allow, socket.remoteAddress)) {
+    if (options.listen.kind === 'tcp' && !isAllowed(allow, socket.remoteAddress)) {
       clog.warn({ peer: socket.remoteAddress }, 'policy connection from a client not in allowFrom; closed');
       socket.destroy();
       return;
@@ -111,24 +89,10 @@ export function createPolicyDoor(options: PolicyDoorOptions, initialDeps: DoorDe
       srv.maxConnections = options.maxConnections ?? deps.limits.sessions;
       const listen = options.listen;
       if (listen.kind === 'unix' && existsSync(listen.path) && lstatSync(listen.path).isSocket()) unlinkSync(listen.path);
-      await new Promise<void>((resolve, reject) => {
-        srv.once('error', reject);
-        const done = (): void => {
-          srv.off('error', reject);
-          resolve();
-        };
-        if (listen.kind === 'unix') srv.listen(listen.path, done);
-        else srv.listen(listen.port, listen.host, done);
-      });
+      await listenOn(srv, listen);
       srv.on('error', (err) => log().error({ err: err.message }, 'policy listener error'));
-      if (listen.kind === 'unix') {
-        chmodSync(listen.path, 0o660);
-        addresses.push(`unix:${listen.path}`);
-      } else {
-        const a = srv.address();
-        const port = typeof a === 'object' && a ? a.port : listen.port;
-        addresses.push(isIP(listen.host) === 6 ? `[${listen.host}]:${port}` : `${listen.host}:${port}`);
-      }
+      if (listen.kind === 'unix') chmodSync(listen.path, 0o660);
+      addresses.push(boundAddress(srv, listen));
       server = srv;
       log().info({ addresses }, 'policy door listening');
       const needs = deps.policy.needs;
@@ -140,15 +104,7 @@ export function createPolicyDoor(options: PolicyDoorOptions, initialDeps: DoorDe
     async stop(drainMs: number) {
       const srv = server;
       server = undefined;
-      // server.close() calls back only once every connection is gone: start it, drain, then wait for both.
-      const closed = srv ? new Promise<void>((resolve) => srv.close(() => resolve())) : Promise.resolve();
-      for (const c of connections) c.drain();
-      const all = Promise.all([...connections].map((c) => c.done));
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([all, new Promise((r) => (timer = setTimeout(r, drainMs)))]);
-      if (timer) clearTimeout(timer);
-      for (const c of connections) c.destroy();
-      await closed;
+      await closeAndDrain(srv, connections, drainMs);
       addresses.length = 0;
     },
   };
