@@ -6,6 +6,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { DoorName, Endpoint, ScanResults } from './stage.js';
+import type { Transaction } from './transaction.js';
 
 /** The sidecar facts stored with a quarantined message. */
 export interface QuarantineSinkMeta {
@@ -19,6 +20,23 @@ export interface QuarantineSinkMeta {
   readonly reason: string;
   readonly rule?: string;
   readonly scan?: ScanResults;
+}
+
+/** The sidecar facts from a transaction (its envelope, client and scan results) and the verdict's reason and rule. */
+export function quarantineMetaFromTransaction(tx: Transaction, reason: string, rule?: string): QuarantineSinkMeta {
+  const s = tx.session;
+  return {
+    sender: tx.envelope.mailFrom ?? '',
+    recipients: tx.envelope.rcpts,
+    client: s.client,
+    clientName: s.clientName,
+    ...(s.helo !== undefined ? { helo: s.helo } : {}),
+    sessionId: s.id,
+    door: s.door,
+    reason,
+    ...(rule !== undefined ? { rule } : {}),
+    scan: tx.message.scan,
+  };
 }
 
 export interface QuarantineSink {

@@ -9,26 +9,16 @@ import { chmodSync, createReadStream, mkdirSync, statSync } from 'node:fs';
 import { open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { DoorName, Endpoint, ScanResults } from '../core/stage.js';
-import type { Transaction } from '../core/transaction.js';
-import type { QuarantineSink } from '../core/quarantine-sink.js';
+import type { QuarantineSink, QuarantineSinkMeta } from '../core/quarantine-sink.js';
+
+export { quarantineMetaFromTransaction } from '../core/quarantine-sink.js';
 
 export const QUARANTINE_ID = /^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{12}$/;
 /** Sidecars larger than this are not read (a sidecar is a few hundred bytes plus the recipients). */
 const MAX_SIDECAR = 4 * 1024 * 1024;
 
-export interface QuarantineMeta {
-  readonly sender: string;
-  readonly recipients: readonly string[];
-  readonly client: Endpoint;
-  readonly clientName?: string;
-  readonly helo?: string;
-  readonly sessionId: string;
-  readonly door: DoorName;
-  readonly reason: string;
-  readonly rule?: string;
-  readonly scan?: ScanResults;
-}
+/** The sidecar facts: the sink's meta (lib/core/quarantine-sink.ts). */
+export type QuarantineMeta = QuarantineSinkMeta;
 
 export interface QuarantineEntry extends QuarantineMeta {
   readonly id: string;
@@ -39,23 +29,6 @@ export interface QuarantineEntry extends QuarantineMeta {
 
 export class QuarantineError extends Error {
   override readonly name = 'QuarantineError';
-}
-
-/** The sidecar facts from a transaction and the quarantine verdict's reason and rule. */
-export function quarantineMetaFromTransaction(tx: Transaction, reason: string, rule?: string): QuarantineMeta {
-  const s = tx.session;
-  return {
-    sender: tx.envelope.mailFrom ?? '',
-    recipients: tx.envelope.rcpts,
-    client: s.client,
-    clientName: s.clientName,
-    ...(s.helo !== undefined ? { helo: s.helo } : {}),
-    sessionId: s.id,
-    door: s.door,
-    reason,
-    ...(rule !== undefined ? { rule } : {}),
-    scan: tx.message.scan,
-  };
 }
 
 function newId(now: Date): string {

@@ -15,6 +15,7 @@ import type { Endpoint, DestinationSource, RuleStage, SessionCounts, StageEvent 
 import { acceptRecipient, finishMessage, reduceTransaction, startTransaction, type Transaction } from '../core/transaction.js';
 import type { HeaderMutation, Verdict } from '../core/verdict.js';
 import type { Logger } from '../core/logger.js';
+import { quarantineMetaFromTransaction } from '../core/quarantine-sink.js';
 import { renderAddress } from '../core/address-privacy.js';
 import { lockKey } from '../policy/lock-store.js';
 import type { ScanJob } from '../scanners/scanner.js';
@@ -984,23 +985,10 @@ export class RelaySession {
   /** Stores the held message (mutations applied) in the quarantine; the id, or undefined if that failed. */
   private async quarantineHeld(held: HeldMessage, v: Verdict, mutations: HeaderMutation[]): Promise<string | undefined> {
     const sink = this.deps.quarantine!;
-    const { tx } = this;
-    const s = tx.session;
     const { text, skipped } = renderLeadingHeaders(this.leadMutations);
     try {
       const entry = await sink.add(
-        {
-          sender: tx.envelope.mailFrom ?? '',
-          recipients: tx.envelope.rcpts,
-          client: s.client,
-          clientName: s.clientName,
-          ...(s.helo !== undefined ? { helo: s.helo } : {}),
-          sessionId: s.id,
-          door: 'intercept',
-          reason: v.reason ?? 'quarantined by policy',
-          ...(v.hits.length > 0 ? { rule: v.hits[v.hits.length - 1]!.rule } : {}),
-          scan: tx.message.scan,
-        },
+        quarantineMetaFromTransaction(this.tx, v.reason ?? 'quarantined by policy', v.hits[v.hits.length - 1]?.rule),
         held.edited(text, [...skipped, ...mutations], this.rewritten?.path),
       );
       return entry.id;
