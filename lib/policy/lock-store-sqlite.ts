@@ -2,13 +2,21 @@
  * The default lock store: one SQLite file in the state directory, in WAL mode so several worker processes on one
  * host share it. Locks survive restarts; expired rows are swept on a timer, not only ignored on lookup.
  */
-import Database from 'better-sqlite3';
+import type BetterSqlite3 from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import type { Clock } from './providers.js';
 import { SYSTEM_CLOCK } from './providers.js';
 import type { AllowEntry, LockEntry, LockResult, LockStore } from './lock-store.js';
 import { AllowListMatcher, lockKeyProblem } from './allow-list.js';
+
+// better-sqlite3 12 wraps its objects in node::ObjectWrap, whose destructor aborts the process when a Statement is
+// garbage-collected on Node >= 24.19 (nodejs/node#65446). 13 uses Node-API 10 (Node >= 22.14) and is immune, but
+// does not load on Node 20. Same API: take 13 where Node-API 10 exists, 12 otherwise.
+const Database: typeof BetterSqlite3 = createRequire(import.meta.url)(
+  Number(process.versions.napi) >= 10 ? 'better-sqlite3-napi' : 'better-sqlite3',
+);
 
 export interface SqliteLockStoreOptions {
   /** How often expired locks are deleted; 0 disables the timer. Default 60 s. */
@@ -46,7 +54,7 @@ function toEntry(row: LockRow): LockEntry {
 }
 
 export class SqliteLockStore implements LockStore {
-  private readonly db: Database.Database;
+  private readonly db: BetterSqlite3.Database;
   private readonly clock: Clock;
   private readonly timer: NodeJS.Timeout | undefined;
   private allowCache: { matcher: AllowListMatcher; version: number } | undefined;
