@@ -3,7 +3,7 @@
  * (`-c FILE`), flags, repeatable options, `--` to end options. Errors are precise and name the command:
  * "sluice locks add: missing KEY".
  */
-import { editDistance } from '../daemon/edit-distance.js';
+import { nearest } from '../core/edit-distance.js';
 
 export interface OptionSpec {
   /** Long name without dashes: "config". */
@@ -125,16 +125,7 @@ export function wantsHelp(args: readonly string[]): boolean {
 }
 
 function suggestOption(name: string, spec: readonly OptionSpec[]): string {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const s of spec) {
-    const d = editDistance(name, s.name);
-    if (d < bestD) {
-      bestD = d;
-      best = s.name;
-    }
-  }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) ? ` (did you mean --${best}?)` : '';
+  const best = nearest(name, spec.map((s) => s.name), { ignoreCase: false });
+  return best !== undefined ? ` (did you mean --${best}?)` : '';
 }
 
-export { editDistance } from '../daemon/edit-distance.js';

@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { editDistance, UsageError, wantsHelp } from './arg-parser.js';
+import { nearest } from '../core/edit-distance.js';
+import { UsageError, wantsHelp } from './arg-parser.js';
 import { EXIT, processIO, type CliCommand, type CliIO } from './cli-io.js';
 
 interface CommandEntry {
@@ -145,14 +146,6 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
 }
 
 function suggestCommand(word: string): string {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const c of COMMANDS) {
-    const d = editDistance(word, c.words[0] as string);
-    if (d < bestD) {
-      bestD = d;
-      best = c.words[0];
-    }
-  }
-  return best !== undefined && bestD <= 2 ? ` (did you mean "${best}"?)` : '';
+  const best = nearest(word, COMMANDS.map((c) => c.words[0] as string), { tolerance: 2, ignoreCase: false });
+  return best !== undefined ? ` (did you mean "${best}"?)` : '';
 }

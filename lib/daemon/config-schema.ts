@@ -5,7 +5,14 @@
  */
 import { isMap, isScalar, isSeq, Scalar, type LineCounter, type Node, type Pair, type YAMLMap } from 'yaml';
 import type { Diagnostic } from '../core/errors.js';
-import { nearest } from './edit-distance.js';
+import { nearest as nearestWord, type Tolerance } from '../core/edit-distance.js';
+
+/** How near a config key or value must be to suggest it: 1 edit for words up to 3 characters, 2 up to 6, else 3. */
+export const CONFIG_TOLERANCE: Tolerance = (word) => (word.length <= 3 ? 1 : word.length <= 6 ? 2 : 3);
+
+function nearest(word: string, candidates: Iterable<string>): string | undefined {
+  return nearestWord(word, candidates, { tolerance: CONFIG_TOLERANCE });
+}
 
 export const INVALID: unique symbol = Symbol('invalid');
 export type Invalid = typeof INVALID;

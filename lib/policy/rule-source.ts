@@ -3,6 +3,7 @@
  * offending line, a caret and a hint (lib/core/errors.ts formats them).
  */
 import type { Diagnostic } from '../core/errors.js';
+import { nearest } from '../core/edit-distance.js';
 import type { SourceLocation } from '../core/verdict.js';
 
 /** A span in one rule file. */
@@ -68,39 +69,7 @@ export function spanLocation(span: Span): SourceLocation {
   return { file: span.file, line: span.line, column: span.column };
 }
 
-/** Levenshtein distance, bounded (strings longer than 64 chars are never "near"). */
-export function editDistance(a: string, b: string): number {
-  if (a.length > 64 || b.length > 64) return Math.max(a.length, b.length);
-  const prev = new Array<number>(b.length + 1);
-  for (let j = 0; j <= b.length; j++) prev[j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0] ?? 0;
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const up = prev[j] ?? 0;
-      const cost = a.charCodeAt(i - 1) === b.charCodeAt(j - 1) ? 0 : 1;
-      prev[j] = Math.min(up + 1, (prev[j - 1] ?? 0) + 1, diag + cost);
-      diag = up;
-    }
-  }
-  return prev[b.length] ?? 0;
-}
-
-/** The candidate nearest to `word` (edit distance at most max(2, len/3)), or undefined. */
-export function nearest(word: string, candidates: Iterable<string>): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  const limit = Math.max(2, Math.floor(word.length / 3));
-  for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestD) {
-      bestD = d;
-      best = c;
-    }
-  }
-  return bestD <= limit ? best : undefined;
-}
-
+/** "did you mean `x`?" for the candidate nearest to `word` (lib/core/edit-distance.ts), or undefined. */
 export function didYouMean(word: string, candidates: Iterable<string>, what = ''): string | undefined {
   const n = nearest(word, candidates);
   return n === undefined ? undefined : `did you mean ${what}${what ? ' ' : ''}\`${n}\`?`;

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { formatHostPort, formatListen, parseCidr, parseDuration, parseHostPort, parseListen, parseSize } from '../../lib/daemon/config-units.js';
-import { editDistance, nearest } from '../../lib/daemon/edit-distance.js';
+import { editDistance, nearest as nearestWord } from '../../lib/core/edit-distance.js';
+import { CONFIG_TOLERANCE } from '../../lib/daemon/config-schema.js';
+
+const nearest = (word: string, candidates: readonly string[]): string | undefined => nearestWord(word, candidates, { tolerance: CONFIG_TOLERANCE });
 
 describe('config units', () => {
   it('parses durations with units, combined, and refuses the rest', () => {
