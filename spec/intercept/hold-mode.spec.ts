@@ -12,10 +12,11 @@ import { createScannerSet, type ConfiguredScannerSet } from '../../lib/scanners/
 import { writeScript } from '../helpers/filter-scripts.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 import { lockKey } from '../../lib/policy/lock-store.js';
-import { startFaultUpstream, type FaultUpstream } from '../helpers/fault-upstream.js';
+import type { FaultUpstream } from '../helpers/fault-upstream.js';
 import { startHoldDoor, type HoldDoor } from '../helpers/hold-door.js';
 import { until } from '../helpers/intercept-harness.js';
-import { rawClient, type RawClient } from '../helpers/smtp-raw-client.js';
+import type { RawClient } from '../helpers/smtp-raw-client.js';
+import { greet, useRelayFixture } from '../helpers/relay-fixture.js';
 
 const TRACE = 'rule trace at data: => add header "X-NAT-Received" "from [{client.ip}] by {proxy.name}"';
 const EDITS = `${TRACE}
@@ -26,27 +27,17 @@ rule held at eom: header("Subject") ~ /quarantine me/ => quarantine "review {sen
 
 describe('intercept hold mode (fault upstream, raw client, real rules)', function () {
   this.timeout(20000);
-  let up: FaultUpstream | undefined;
+  const fx = useRelayFixture();
   let h: HoldDoor | undefined;
-  const clients: RawClient[] = [];
-
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close();
-    await h?.stop();
-    await up?.close();
-    h = undefined;
-    up = undefined;
-  });
 
   async function start(p: Omit<Parameters<typeof startHoldDoor>[0], 'upstreamPort'>): Promise<{ up: FaultUpstream; h: HoldDoor }> {
-    up = await startFaultUpstream();
-    h = await startHoldDoor({ upstreamPort: up.port, ...p });
+    const up = await fx.upstream();
+    h = fx.door(await startHoldDoor({ upstreamPort: up.port, ...p }));
     return { up, h };
   }
 
   async function open(subject: string): Promise<RawClient> {
-    const c = await rawClient(h!.port);
-    clients.push(c);
+    const c = await fx.client(h!.port);
     assert.match(await c.reply(), /^220 /);
     assert.match(await c.cmd('EHLO client.test'), /^250-/);
     assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '250 2.0.0 Ok\r\n');
@@ -177,10 +168,8 @@ describe('intercept hold mode (fault upstream, raw client, real rules)', functio
 
   it('a 421 from a rule at MAIL is written and the connection closed (RFC 5321 §3.8), the upstream gets QUIT', async () => {
     const { up } = await start({ rules: 'rule busy at mail: sender == "x@example.org" => tempfail 421 4.3.2 "Busy, closing"' });
-    const c = await rawClient(h!.port);
-    clients.push(c);
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    const c = await fx.client(h!.port);
+    await greet(c);
     assert.equal(await c.cmd('MAIL FROM:<x@example.org>'), '421 4.3.2 Busy, closing\r\n');
     await c.closed;
     await until(() => up.connections[0]!.closed, 3000, 'upstream closed');
@@ -211,21 +200,18 @@ describe('intercept hold mode (fault upstream, raw client, real rules)', functio
     const { h } = await start({ rules, limits: { sessionsPerClient: 100 } });
     const open20: RawClient[] = [];
     for (let i = 0; i < 20; i++) {
-      const c = await rawClient(h.port);
-      clients.push(c);
+      const c = await fx.client(h.port);
       open20.push(c);
       assert.match(await c.reply(), /^220 /);
     }
-    const c21 = await rawClient(h.port);
-    clients.push(c21);
+    const c21 = await fx.client(h.port);
     // Before EHLO no enhanced status code is sent (RFC 2034 §3).
     assert.equal(await c21.reply(), '421 Too many connections from 127.0.0.1\r\n');
     await c21.closed; // 421 closes the connection (RFC 5321 §3.8)
     const lock = await h.locks.isLocked(lockKey('client', '127.0.0.1'));
     assert.equal(lock?.reason, 'MAX_HOST');
     // Locked now: a new session is refused at connect, before any upstream connection.
-    const c22 = await rawClient(h.port);
-    clients.push(c22);
+    const c22 = await fx.client(h.port);
     assert.equal(await c22.reply(), '554 sluice.test Access denied for your host, try again later\r\n');
   });
 });

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { startFaultUpstream, type FaultScript, type FaultUpstream } from '../helpers/fault-upstream.js';
 import { realPolicy, startInterceptDoor, until, type InterceptHarness } from '../helpers/intercept-harness.js';
 import { rawClient, type RawClient } from '../helpers/smtp-raw-client.js';
+import { greet, openData, useRelayFixture } from '../helpers/relay-fixture.js';
 import type { Limits } from '../../lib/core/limits.js';
 import { createInterceptDoor } from '../../lib/intercept/intercept-door.js';
 import { doorDeps, lockStoreIn } from '../helpers/postfix-door-deps.js';
@@ -16,25 +17,15 @@ const MAIL_REJECT = 'rule spam at mail: sender ~ /^spam@/ => reject 550 5.7.1 "S
 
 describe('intercept relay session: upstream faults and odd peers', function () {
   this.timeout(15000);
+  const fx = useRelayFixture();
   let up: FaultUpstream | undefined;
   let h: InterceptHarness | undefined;
-  const clients: RawClient[] = [];
 
   async function setup(script: FaultScript = {}, limits?: Partial<Limits>, rules = MAIL_REJECT): Promise<RawClient> {
-    up = await startFaultUpstream(script);
-    h = await startInterceptDoor({ upstreamPort: up.port, policy: (locks) => realPolicy(rules, locks), ...(limits ? { limits } : {}) });
-    const c = await rawClient(h.port);
-    clients.push(c);
-    return c;
+    up = await fx.upstream(script);
+    h = fx.door(await startInterceptDoor({ upstreamPort: up.port, policy: (locks) => realPolicy(rules, locks), ...(limits ? { limits } : {}) }));
+    return fx.client(h.port);
   }
-
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close();
-    await h?.stop();
-    await up?.close();
-    h = undefined;
-    up = undefined;
-  });
 
   it('relays multi-line replies and a multi-line greeting byte-for-byte', async () => {
     const c = await setup({ greeting: '220-fault.test first\r\n220-second line\r\n220 ready\r\n', replies: { MAIL: '250-2.1.0 sender\r\n250 2.1.0 ok too\r\n' } });
@@ -45,16 +36,14 @@ describe('intercept relay session: upstream faults and odd peers', function () {
 
   it('a malformed upstream reply: 451 for the command, then takeover', async () => {
     const c = await setup({ replies: { MAIL: 'garbage without a code\r\n' } });
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     assert.equal(await c.cmd('MAIL FROM:<a@b.example>'), '451 4.4.2 Connection to the next hop lost, try again later\r\n');
     assert.equal(await c.cmd('MAIL FROM:<a@b.example>'), '451 4.5.0 Next hop protocol error, try again later\r\n');
   });
 
   it('an upstream that closes mid-session: outstanding commands get 451, then takeover', async () => {
     const c = await setup({ closeAt: 'RCPT' });
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     await c.cmd('MAIL FROM:<a@b.example>');
     assert.equal(await c.cmd('RCPT TO:<c@d.example>'), '451 4.4.2 Connection to the next hop lost, try again later\r\n');
     assert.equal(await c.cmd('RCPT TO:<c@d.example>'), '503 5.5.1 Protocol error\r\n');
@@ -63,8 +52,7 @@ describe('intercept relay session: upstream faults and odd peers', function () {
 
   it('an upstream that does not answer within commandTimeout: 451 4.4.2, then takeover', async () => {
     const c = await setup({ delays: { MAIL: 5000 } }, { commandTimeout: 300 });
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     assert.equal(await c.cmd('MAIL FROM:<a@b.example>', 3000), '451 4.4.2 Connection to the next hop lost, try again later\r\n');
     assert.equal(await c.cmd('MAIL FROM:<a@b.example>'), '451 4.4.2 Next hop timed out, try again later\r\n');
   });
@@ -78,8 +66,7 @@ describe('intercept relay session: upstream faults and odd peers', function () {
 
   it('a full pipeline FIFO holds the client (backpressure) and answers every command in order', async () => {
     const c = await setup({ delays: { RCPT: 20 } }, { pipelineDepth: 3 });
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     let batch = 'MAIL FROM:<a@b.example>\r\n';
     for (let i = 0; i < 20; i++) batch += `RCPT TO:<r${i}@d.example>\r\n`;
     c.write(batch + 'NOOP\r\n');
@@ -91,8 +78,7 @@ describe('intercept relay session: upstream faults and odd peers', function () {
 
   it('takeover command budget: 421 and close after takeoverCommands', async () => {
     const c = await setup({}, { takeoverCommands: 3 });
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     await c.cmd('MAIL FROM:<spam@b.example>');
     assert.equal(await c.cmd('NOOP'), '250 2.0.0 Ok\r\n');
     assert.equal(await c.cmd('NOOP'), '250 2.0.0 Ok\r\n');
@@ -103,8 +89,7 @@ describe('intercept relay session: upstream faults and odd peers', function () {
 
   it('takeover timeout: 421 4.4.2 after takeoverTimeout, even while the client keeps talking', async () => {
     const c = await setup({}, { takeoverTimeout: 400 });
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     await c.cmd('MAIL FROM:<spam@b.example>');
     assert.equal(await c.cmd('RSET'), '250 2.0.0 Ok\r\n');
     assert.equal(await c.reply(2000), '421 4.4.2 sluice.test SMTP session timeout, closing connection\r\n');
@@ -113,8 +98,7 @@ describe('intercept relay session: upstream faults and odd peers', function () {
 
   it('an unsolicited 421 from the upstream reaches an idle client, then takeover', async () => {
     const c = await setup({ replies: { NOOP: '421 4.4.2 fault.test timeout\r\n' } });
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     assert.equal(await c.cmd('NOOP'), '421 4.4.2 fault.test timeout\r\n');
     assert.equal(await c.cmd('MAIL FROM:<a@b.example>'), '451 4.4.2 Connection to the next hop lost, try again later\r\n');
   });
@@ -130,7 +114,7 @@ describe('intercept relay session: upstream faults and odd peers', function () {
   });
 
   it('IPv6: client and upstream on ::1', async () => {
-    up = await startFaultUpstream({}, '::1');
+    up = await fx.upstream({}, '::1');
     const dir = makeTempDir('sluice-icpt6-');
     const locks = lockStoreIn(dir.path);
     const port = await freePort('::1');
@@ -139,14 +123,14 @@ describe('intercept relay session: upstream faults and odd peers', function () {
       doorDeps({ policy: realPolicy('rule v6 at mail: client.ip == ::1 => reject 550 5.7.1 "v6 seen as {client.ip}"\n', locks), locks }),
     );
     await door.start();
+    let c: RawClient | undefined;
     try {
-      const c = await rawClient(port, '::1');
-      clients.push(c);
+      c = await rawClient(port, '::1');
       assert.equal(await c.reply(), '220 fault.test ESMTP ready\r\n');
       await c.cmd('EHLO client.test');
       assert.equal(await c.cmd('MAIL FROM:<a@b.example>'), '550 5.7.1 v6 seen as ::1\r\n');
     } finally {
-      for (const c of clients.splice(0)) c.close();
+      c?.close();
       await door.stop(200);
       await locks.close();
       dir.remove();
@@ -155,11 +139,7 @@ describe('intercept relay session: upstream faults and odd peers', function () {
 
   it('no leaked sessions after every fault above (door count back to 0)', async () => {
     const c = await setup({ resetAfterDataBytes: 10 });
-    await c.reply();
-    await c.cmd('EHLO client.test');
-    await c.cmd('MAIL FROM:<a@b.example>');
-    await c.cmd('RCPT TO:<c@d.example>');
-    await c.cmd('DATA');
+    await openData(c);
     assert.equal(await c.cmd('0123456789abcdef\r\n.'), '451 4.4.2 Connection to the next hop lost, try again later\r\n');
     c.close();
     await until(() => h!.door.activeSessions === 0);
@@ -177,11 +157,7 @@ describe('intercept relay session: discard and quarantine at eom', function () {
       const h = await startInterceptDoor({ upstreamPort: up.port, policy: (locks) => realPolicy(`rule x at eom: header("Subject") == "drop" => ${action}\n`, locks) });
       const c = await rawClient(h.port);
       try {
-        await c.reply();
-        await c.cmd('EHLO client.test');
-        await c.cmd('MAIL FROM:<a@b.example>');
-        await c.cmd('RCPT TO:<c@d.example>');
-        await c.cmd('DATA');
+        await openData(c);
         assert.equal(await c.cmd('Subject: drop\r\n\r\nbody\r\n.'), expected);
         await up.waitClosed(1);
         assert.deepEqual(up.connections[0]!.messages, []);
@@ -257,8 +233,7 @@ describe('intercept relay session: takeover stays bounded', function () {
     const h = await startInterceptDoor({ upstreamPort: up.port, policy: (locks) => realPolicy(MAIL_REJECT, locks), limits: { takeoverCommands: 5 } });
     const c = await rawClient(h.port);
     try {
-      await c.reply();
-      await c.cmd('EHLO client.test');
+      await greet(c);
       // NOOP goes upstream (slow), then MAIL is refused: takeover while the NOOP reply is outstanding.
       c.write('NOOP\r\nMAIL FROM:<spam@x.example>\r\n' + 'RSET\r\n'.repeat(5000));
       await c.closed;

@@ -8,6 +8,7 @@ import { scriptedPolicy, type Decide } from '../helpers/postfix-door-deps.js';
 import { startFaultUpstream, type FaultScript, type FaultUpstream } from '../helpers/fault-upstream.js';
 import { realPolicy, startInterceptDoor, until, type InterceptHarness } from '../helpers/intercept-harness.js';
 import { rawClient, type RawClient } from '../helpers/smtp-raw-client.js';
+import { greet, openData, useRelayFixture } from '../helpers/relay-fixture.js';
 import type { Limits } from '../../lib/core/limits.js';
 import type { InterceptDoorOptions } from '../../lib/intercept/intercept-door.js';
 import { lockKey } from '../../lib/policy/lock-store.js';
@@ -15,31 +16,20 @@ import { lockKey } from '../../lib/policy/lock-store.js';
 
 describe('intercept relay session (fault upstream, raw client)', function () {
   this.timeout(15000);
-  let up: FaultUpstream | undefined;
+  const fx = useRelayFixture();
   let h: InterceptHarness | undefined;
-  const clients: RawClient[] = [];
 
   async function setup(opts: { script?: FaultScript; decide?: Decide; rules?: string; limits?: Partial<Limits>; options?: Partial<InterceptDoorOptions>; upstreamPort?: number; headers?: boolean } = {}): Promise<{ up: FaultUpstream; h: InterceptHarness; policy: ReturnType<typeof scriptedPolicy> }> {
-    up = await startFaultUpstream(opts.script);
+    const up = await fx.upstream(opts.script);
     const policy = scriptedPolicy(opts.decide ?? (() => undefined), { headers: opts.headers ?? false });
     const rules = opts.rules;
-    h = await startInterceptDoor({ upstreamPort: opts.upstreamPort ?? up.port, policy: rules !== undefined ? (locks) => realPolicy(rules, locks) : policy, ...(opts.limits ? { limits: opts.limits } : {}), ...(opts.options ? { options: opts.options } : {}) });
+    h = fx.door(await startInterceptDoor({ upstreamPort: opts.upstreamPort ?? up.port, policy: rules !== undefined ? (locks) => realPolicy(rules, locks) : policy, ...(opts.limits ? { limits: opts.limits } : {}), ...(opts.options ? { options: opts.options } : {}) }));
     return { up, h, policy };
   }
 
-  async function client(): Promise<RawClient> {
-    const c = await rawClient(h!.port);
-    clients.push(c);
-    return c;
+  function client(): Promise<RawClient> {
+    return fx.client(h!.port);
   }
-
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close();
-    await h?.stop();
-    await up?.close();
-    h = undefined;
-    up = undefined;
-  });
 
   it('relays greeting and replies byte-for-byte, edits EHLO, writes the trace header first, 250 from the upstream', async () => {
     const { up, policy } = await setup({
@@ -68,8 +58,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('keeps PIPELINING: replies in command order, a refused RCPT answered locally and never forwarded', async () => {
     const { up } = await setup({ rules: 'rule bad at rcpt: rcpt == "bad@example.net" => reject 550 5.7.1 "No such user here"' });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     c.write('MAIL FROM:<a@example.org>\r\nRCPT TO:<one@example.net>\r\nRCPT TO:<bad@example.net>\r\nRCPT TO:<two@example.net>\r\nDATA\r\n');
     const replies = [await c.reply(), await c.reply(), await c.reply(), await c.reply(), await c.reply()];
     assert.deepEqual(replies, ['250 2.0.0 Ok\r\n', '250 2.0.0 Ok\r\n', '550 5.7.1 No such user here\r\n', '250 2.0.0 Ok\r\n', '354 End data with <CR><LF>.<CR><LF>\r\n']);
@@ -80,11 +69,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('header rules run once per header, each seeing that header as header.name/header.value', async () => {
     const { up } = await setup({ rules: 'rule xm at header: header.name == "X-Mailer" and header.value ~ /^BadMailer/ => reject 550 5.7.1 "Mailer {header.value} refused"' });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
-    await c.cmd('MAIL FROM:<a@b.example>');
-    await c.cmd('RCPT TO:<c@d.example>');
-    await c.cmd('DATA');
+    await openData(c);
     assert.equal(await c.cmd('X-Mailer: BadMailer 1.0\r\nSubject: hi\r\n\r\nbody\r\n.'), '550 5.7.1 Mailer BadMailer 1.0 refused\r\n');
     await up.waitClosed(1);
     assert.deepEqual(up.connections[0]!.messages, []);
@@ -93,8 +78,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('the data rule sees every pipelined recipient the upstream accepted', async () => {
     await setup({ script: { delays: { RCPT: 30 } }, rules: 'rule two at data: rcpts.count > 2 => reject 550 5.5.3 "Too many recipients for {rcpts.count}"' });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     c.write('MAIL FROM:<a@example.org>\r\nRCPT TO:<r1@example.net>\r\nRCPT TO:<r2@example.net>\r\nRCPT TO:<r3@example.net>\r\nDATA\r\n');
     const replies = [await c.reply(), await c.reply(), await c.reply(), await c.reply(), await c.reply()];
     assert.equal(replies[4], '550 5.5.3 Too many recipients for 3\r\n');
@@ -103,8 +87,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('takes the session over after a MAIL reject: QUIT upstream, then 250/503/451/502/221', async () => {
     const { up } = await setup({ rules: 'rule spam at mail: sender ~ /^spam@/ => reject 550 5.7.1 "Sender refused"' });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     assert.equal(await c.cmd('MAIL FROM:<spam@example.org>'), '550 5.7.1 Sender refused\r\n');
     assert.equal(await c.cmd('NOOP'), '250 2.0.0 Ok\r\n');
     assert.equal(await c.cmd('RCPT TO:<x@y>'), '503 5.5.1 Protocol error\r\n');
@@ -119,8 +102,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('uses enhanced status codes in its own replies only when the upstream advertised them', async () => {
     await setup({ script: { capabilities: ['PIPELINING'] }, rules: 'rule spam at mail: sender ~ /^spam@/ => reject 550 5.7.1 "Sender refused"' });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     assert.equal(await c.cmd('MAIL FROM:<spam@example.org>'), '550 Sender refused\r\n');
     assert.equal(await c.cmd('RCPT TO:<x@y>'), '503 Protocol error\r\n');
   });
@@ -128,8 +110,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('refuses XCLIENT, XFORWARD and BDAT without forwarding them; a 100 KB line gets 500 5.5.2', async () => {
     const { up } = await setup();
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     assert.equal(await c.cmd('XCLIENT ADDR=10.0.0.1'), '502 5.5.1 Command not permitted\r\n');
     assert.equal(await c.cmd('XFORWARD ADDR=10.0.0.1'), '502 5.5.1 Command not permitted\r\n');
     assert.equal(await c.cmd('BDAT 10 LAST'), '502 5.5.1 Command not implemented\r\n');
@@ -163,8 +144,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
     it(`smuggling probe ${name}: 550 5.6.0 at the real end, the upstream never sees the smuggled command or a dot`, async () => {
       const { up } = await setup();
       const c = await client();
-      await c.reply();
-      await c.cmd('EHLO client.test');
+      await greet(c);
       await c.cmd('MAIL FROM:<a@b.example>');
       await c.cmd('RCPT TO:<c@d.example>');
       assert.equal(await c.cmd('DATA'), '354 End data with <CR><LF>.<CR><LF>\r\n');
@@ -180,11 +160,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('normalise mode: bare LF becomes CRLF and a smuggled "." line stays message content', async () => {
     const { up } = await setup({ options: { bareLf: 'normalise' } });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
-    await c.cmd('MAIL FROM:<a@b.example>');
-    await c.cmd('RCPT TO:<c@d.example>');
-    await c.cmd('DATA');
+    await openData(c);
     assert.equal(await c.cmd('Subject: s\n\nx\n.\nMAIL FROM:<smuggled@evil>\r\n.'), '250 2.0.0 Ok: queued\r\n');
     assert.equal(up.connections[0]!.messages[0], 'Subject: s\r\n\r\nx\r\n.\r\nMAIL FROM:<smuggled@evil>\r\n');
     assert.ok(!up.connections[0]!.commands.some((l) => l.includes('smuggled')));
@@ -193,11 +169,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('eom reject: the upstream never receives the final dot; the client gets the rule reply', async () => {
     const { up } = await setup({ rules: 'rule bad at eom: header("Subject") == "bad" => reject 550 5.7.1 "Message refused"' });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
-    await c.cmd('MAIL FROM:<a@b.example>');
-    await c.cmd('RCPT TO:<c@d.example>');
-    await c.cmd('DATA');
+    await openData(c);
     c.write('Subject: bad\r\n\r\nbody streamed before the end\r\n');
     await until(() => up.connections[0]!.partial.includes('body streamed before the end'), 5000, 'the body to be streamed upstream before the end of data');
     assert.equal(await c.cmd('last line\r\n.'), '550 5.7.1 Message refused\r\n');
@@ -209,11 +181,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('size limit: 552 5.3.4 after the end of data, upstream dropped before any dot, long lines counted', async () => {
     const { up } = await setup({ limits: { messageSize: 5000 } });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
-    await c.cmd('MAIL FROM:<a@b.example>');
-    await c.cmd('RCPT TO:<c@d.example>');
-    await c.cmd('DATA');
+    await openData(c);
     c.write('Subject: big\r\n\r\n' + 'y'.repeat(20_000) + '\r\nMAIL FROM:<not-a-command@x>\r\n');
     assert.equal(await c.cmd('.'), '552 5.3.4 Message size exceeds fixed maximum message size\r\n');
     await up.waitClosed(1);
@@ -224,8 +192,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('a declared SIZE over the limit is refused at MAIL (552 5.3.4), not forwarded, and the session goes on', async () => {
     const { up } = await setup({ limits: { messageSize: 5000 } });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     assert.equal(await c.cmd('MAIL FROM:<a@b.example> SIZE=5001'), '552 5.3.4 Message size exceeds fixed maximum message size\r\n');
     assert.equal(await c.cmd('MAIL FROM:<a@b.example> SIZE=5000'), '250 2.0.0 Ok\r\n');
     assert.deepEqual(up.connections[0]!.commands.filter((l) => l.startsWith('MAIL')), ['MAIL FROM:<a@b.example> SIZE=5000']);
@@ -234,11 +201,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('upstream reset mid-DATA: the client gets 451 at its end of data, never 250', async () => {
     await setup({ script: { resetAfterDataBytes: 1000 } });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
-    await c.cmd('MAIL FROM:<a@b.example>');
-    await c.cmd('RCPT TO:<c@d.example>');
-    await c.cmd('DATA');
+    await openData(c);
     c.write('Subject: x\r\n\r\n' + 'z'.repeat(5000) + '\r\n');
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(await c.cmd('.'), '451 4.4.2 Connection to the next hop lost, try again later\r\n');
@@ -248,11 +211,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('client gone mid-DATA: the upstream is dropped, nothing delivered, the session closes', async () => {
     const { up } = await setup();
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
-    await c.cmd('MAIL FROM:<a@b.example>');
-    await c.cmd('RCPT TO:<c@d.example>');
-    await c.cmd('DATA');
+    await openData(c);
     c.write('Subject: x\r\n\r\npartial\r\n');
     await until(() => (up.connections[0]?.partial ?? '').includes('partial'));
     c.close();
@@ -295,11 +254,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('a host locked during the transaction gets 451 at the end of data (fresh lock check)', async () => {
     const { up } = await setup();
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
-    await c.cmd('MAIL FROM:<a@b.example>');
-    await c.cmd('RCPT TO:<c@d.example>');
-    await c.cmd('DATA');
+    await openData(c);
     await h!.locks.lock(lockKey('client', '127.0.0.1'), 60_000, 'test', 'manual');
     assert.equal(await c.cmd('hello\r\n.'), '451 4.7.1 Service temporarily refused for your host\r\n');
     await up.waitClosed(1);
@@ -321,8 +276,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('STARTTLS relay: after the upstream 220 the session is an opaque byte relay', async () => {
     const { up } = await setup({ script: { capabilities: ['STARTTLS'], replies: { STARTTLS: '220 2.0.0 Ready to start TLS\r\n' } } });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     assert.equal(await c.cmd('STARTTLS'), '220 2.0.0 Ready to start TLS\r\n');
     c.write('\x16\x03\x01 not smtp at all\r\nXCLIENT\r\n');
     await until(() => up.connections[0]!.raw.includes('not smtp at all\r\nXCLIENT'));
@@ -333,14 +287,13 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   });
 
   it('AUTH PLAIN and LOGIN: relayed, a 235 records the user for the auth rule and the transaction', async () => {
-    const { policy } = await setup({ script: { capabilities: ['AUTH PLAIN LOGIN'], auth: true } });
+    const { up, policy } = await setup({ script: { capabilities: ['AUTH PLAIN LOGIN'], auth: true } });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     assert.equal(await c.cmd('AUTH PLAIN'), '334 \r\n');
     const resp = Buffer.from('\0alice\0secret').toString('base64');
     assert.equal(await c.cmd(resp), '235 2.7.0 Authentication successful\r\n');
-    assert.equal(up!.connections[0]!.commands.at(-1), resp);
+    assert.equal(up.connections[0]!.commands.at(-1), resp);
     const auth = policy.calls.find((x) => x.stage === 'auth');
     assert.deepEqual(auth?.tx.session.auth, { user: 'alice', mechanism: 'PLAIN' });
     await c.cmd('MAIL FROM:<a@b.example>');
@@ -356,8 +309,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('a SASL line longer than commandLine (but within RFC 4954\'s 12288) is relayed; other long lines are not', async () => {
     const { up } = await setup({ script: { capabilities: ['AUTH PLAIN'], auth: true }, limits: { commandLine: 512 } });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     assert.equal(await c.cmd('NOOP ' + 'x'.repeat(600)), '500 Line too long\r\n'); // no ENHANCEDSTATUSCODES offered
     assert.equal(await c.cmd('AUTH PLAIN'), '334 \r\n');
     const token = Buffer.from('\0alice\0' + 'p'.repeat(3000)).toString('base64');
@@ -368,8 +320,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('a SASL response over 12288 octets cancels the exchange upstream; both sides stay in step', async () => {
     const { up } = await setup({ script: { capabilities: ['AUTH PLAIN', 'ENHANCEDSTATUSCODES'], auth: true } });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     assert.equal(await c.cmd('AUTH PLAIN'), '334 \r\n');
     assert.equal(await c.cmd('A'.repeat(20_000)), '501 5.7.0 Authentication aborted\r\n');
     assert.equal(await c.cmd('NOOP'), '250 2.0.0 Ok\r\n');
@@ -379,8 +330,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('an auth rule can refuse an authenticated user: the 235 is replaced by its reply', async () => {
     await setup({ script: { capabilities: ['AUTH PLAIN', 'ENHANCEDSTATUSCODES'], auth: true }, rules: 'rule nope at auth: auth == "mallory" => reject 535 5.7.8 "Not you"' });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     assert.equal(await c.cmd('AUTH PLAIN ' + Buffer.from('\0mallory\0pw').toString('base64')), '535 5.7.8 Not you\r\n');
     assert.equal(await c.cmd('MAIL FROM:<a@b>'), '451 4.3.2 Session refused by policy\r\n');
   });
@@ -407,8 +357,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('DATA pipelined with the message (client does not wait for 354) and commands after the dot', async () => {
     const { up } = await setup();
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     c.write('MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\nSubject: p\r\n\r\nbody\r\n.\r\nQUIT\r\n');
     const r = [await c.reply(), await c.reply(), await c.reply(), await c.reply(), await c.reply()];
     assert.deepEqual(r, ['250 2.0.0 Ok\r\n', '250 2.0.0 Ok\r\n', '354 End data with <CR><LF>.<CR><LF>\r\n', '250 2.0.0 Ok: queued\r\n', '221 2.0.0 Bye\r\n']);
@@ -418,8 +367,7 @@ describe('intercept relay session (fault upstream, raw client)', function () {
   it('upstream refuses DATA (451): the client gets 451 and the session resyncs with RSET', async () => {
     const { up } = await setup({ script: { replies: { DATA: '451 4.3.0 Try later\r\n' } } });
     const c = await client();
-    await c.reply();
-    await c.cmd('EHLO client.test');
+    await greet(c);
     await c.cmd('MAIL FROM:<a@b.example>');
     await c.cmd('RCPT TO:<c@d.example>');
     assert.equal(await c.cmd('DATA'), '451 4.3.0 Try later\r\n');
