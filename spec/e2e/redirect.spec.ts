@@ -1,16 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { requirePeer } from '../helpers/ci-guard.js';
-import { loadNative } from '../../lib/intercept/native-sockopt.js';
 import {
-  commandAvailable,
   createGatewayTopology,
-  netnsAvailable,
   policyRouting,
   redirectRuleset,
   type GatewayTopology,
 } from '../helpers/netns.js';
-import { SMTP_SINK, startRelayIn, startSmtpSink, swaks, tcpProbe, type RelayHandle, type SinkHandle } from '../helpers/netns-peers.js';
-import type { RelayEvent } from '../helpers/intercept-relay.js';
+import { requireInterceptionPeers, startRelayIn, startSmtpSink, swaks, tcpProbe, waitRelayed, type RelayHandle, type SinkHandle } from '../helpers/netns-peers.js';
 
 /**
  * client ──► gateway (nftables REDIRECT → sluice listener in redirect mode, SO_ORIGINAL_DST) ──► server (smtp-sink).
@@ -28,9 +23,7 @@ describe('e2e (netns): REDIRECT interception (SO_ORIGINAL_DST)', function () {
   const LISTEN_L = 10027;
 
   before(async function () {
-    requirePeer(this, netnsAvailable(), 'root with ip netns');
-    requirePeer(this, commandAvailable('nft') && commandAvailable('swaks') && commandAvailable(SMTP_SINK), 'nft, swaks, smtp-sink');
-    requirePeer(this, loadNative() !== undefined, 'native helper (npx node-gyp rebuild -C native)');
+    requireInterceptionPeers(this);
     topo = createGatewayTopology();
     const g = topo.gateway;
     g.nft(
@@ -74,7 +67,7 @@ describe('e2e (netns): REDIRECT interception (SO_ORIGINAL_DST)', function () {
     assert.equal(r.status, 0, r.transcript);
     assert.match(r.transcript, /Connected to 198\.18\.2\.2\./);
     assert.match(r.transcript, /<- {2}220 sink\.test ESMTP/);
-    const e = (await relayTransparent.waitForEvent((x) => x.kind === 'relayed', 'relayed')) as Extract<RelayEvent, { kind: 'relayed' }>;
+    const e = await waitRelayed(relayTransparent);
     assert.equal(e.source, 'redirect');
     assert.equal(e.client.ip, topo.clientIp);
     assert.deepEqual(e.destination, { ip: topo.serverIp, port: 25 });
@@ -88,7 +81,7 @@ describe('e2e (netns): REDIRECT interception (SO_ORIGINAL_DST)', function () {
     if (!topo || !sinkPlain || !relayPlain) throw new Error('setup failed');
     const r = await swaks(topo.client, topo.serverIp, 2525);
     assert.equal(r.status, 0, r.transcript);
-    const e = (await relayPlain.waitForEvent((x) => x.kind === 'relayed', 'relayed')) as Extract<RelayEvent, { kind: 'relayed' }>;
+    const e = await waitRelayed(relayPlain);
     assert.deepEqual(e.destination, { ip: topo.serverIp, port: 2525 });
     assert.equal(e.client.ip, topo.clientIp);
     const [msg] = await sinkPlain.waitForMessages(1);

@@ -2,18 +2,15 @@ import { strict as assert } from 'node:assert';
 import { existsSync, mkdirSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { requirePeer } from '../helpers/ci-guard.js';
-import { loadNative } from '../../lib/intercept/native-sockopt.js';
 import {
-  commandAvailable,
   createGatewayTopology,
-  netnsAvailable,
   policyRouting,
   redirectRuleset,
   tproxyRuleset,
   type GatewayTopology,
   type Netns,
 } from '../helpers/netns.js';
-import { SMTP_SINK, startSmtpSink, swaks, waitListening, type SinkHandle } from '../helpers/netns-peers.js';
+import { requireInterceptionPeers, startSmtpSink, swaks, waitListening, type SinkHandle } from '../helpers/netns-peers.js';
 import { cliMain } from '../helpers/paths.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 
@@ -55,9 +52,7 @@ describe('e2e (netns): sluice run as a transparent gateway', function () {
   let sluice: { output: () => string } | undefined;
 
   before(async function () {
-    requirePeer(this, netnsAvailable(), 'root with ip netns');
-    requirePeer(this, commandAvailable('nft') && commandAvailable('swaks') && commandAvailable(SMTP_SINK), 'nft, swaks, smtp-sink');
-    requirePeer(this, loadNative() !== undefined, 'native helper (npx node-gyp rebuild -C native)');
+    requireInterceptionPeers(this);
     requirePeer(this, existsSync(cliMain), `built CLI at ${cliMain}`);
     topo = createGatewayTopology();
     const g = topo.gateway;

@@ -1,16 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { requirePeer } from '../helpers/ci-guard.js';
-import { loadNative } from '../../lib/intercept/native-sockopt.js';
 import {
-  commandAvailable,
   createGatewayTopology,
-  netnsAvailable,
   policyRouting,
   tproxyRuleset,
   type GatewayTopology,
 } from '../helpers/netns.js';
-import { SMTP_SINK, startRelayIn, startSmtpSink, swaks, type RelayHandle, type SinkHandle } from '../helpers/netns-peers.js';
-import type { RelayEvent } from '../helpers/intercept-relay.js';
+import { requireInterceptionPeers, startRelayIn, startSmtpSink, swaks, waitRelayed, type RelayHandle, type SinkHandle } from '../helpers/netns-peers.js';
 
 /**
  * client ──► gateway (nftables TPROXY → sluice listener in tproxy mode, full transparency) ──► server (smtp-sink).
@@ -30,9 +25,7 @@ describe('e2e (netns): TPROXY interception with full transparency', function () 
   const LISTEN_DUAL = 10027;
 
   before(async function () {
-    requirePeer(this, netnsAvailable(), 'root with ip netns');
-    requirePeer(this, commandAvailable('nft') && commandAvailable('swaks') && commandAvailable(SMTP_SINK), 'nft, swaks, smtp-sink');
-    requirePeer(this, loadNative() !== undefined, 'native helper (npx node-gyp rebuild -C native)');
+    requireInterceptionPeers(this);
     topo = createGatewayTopology();
     const g = topo.gateway;
     // Port 25 (and 26/27 for failure cases) → listener with client port kept; 587 → listener with ephemeral port.
@@ -66,7 +59,7 @@ describe('e2e (netns): TPROXY interception with full transparency', function () 
     assert.match(r.transcript, /Connected to 198\.18\.2\.2\./);
     assert.match(r.transcript, /<- {2}220 sink\.test/);
     assert.match(r.transcript, / -> \.\n<- {2}250 2\.0\.0 Ok\n/);
-    const e = (await relay.waitForEvent((x) => x.kind === 'relayed', 'relayed')) as Extract<RelayEvent, { kind: 'relayed' }>;
+    const e = await waitRelayed(relay);
     assert.equal(e.source, 'tproxy');
     assert.equal(e.client.ip, topo.clientIp);
     assert.deepEqual(e.destination, { ip: topo.serverIp, port: 25 });
@@ -81,7 +74,7 @@ describe('e2e (netns): TPROXY interception with full transparency', function () 
     if (!topo || !sink587 || !relayPortOnly) throw new Error('setup failed');
     const r = await swaks(topo.client, topo.serverIp, 587, ['--header', 'Subject: ephemeral']);
     assert.equal(r.status, 0, r.transcript);
-    const e = (await relayPortOnly.waitForEvent((x) => x.kind === 'relayed', 'relayed')) as Extract<RelayEvent, { kind: 'relayed' }>;
+    const e = await waitRelayed(relayPortOnly);
     assert.deepEqual(e.destination, { ip: topo.serverIp, port: 587 });
     assert.equal(e.upstreamLocal.ip, topo.clientIp);
     const [msg] = await sink587.waitForMessages(1);
@@ -93,7 +86,7 @@ describe('e2e (netns): TPROXY interception with full transparency', function () 
     if (!topo || !sink2626 || !relayDual) throw new Error('setup failed');
     const r = await swaks(topo.client, topo.serverIp, 2626);
     assert.equal(r.status, 0, r.transcript);
-    const e = (await relayDual.waitForEvent((x) => x.kind === 'relayed', 'relayed')) as Extract<RelayEvent, { kind: 'relayed' }>;
+    const e = await waitRelayed(relayDual);
     assert.equal(e.client.ip, topo.clientIp);
     assert.deepEqual(e.destination, { ip: topo.serverIp, port: 2626 });
     const [msg] = await sink2626.waitForMessages(1);

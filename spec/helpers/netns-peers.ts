@@ -1,13 +1,23 @@
 /** Peers started inside namespaces for e2e tests: smtp-sink, the intercept byte relay, swaks. */
 import { chownSync, chmodSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Context } from 'mocha';
+import { loadNative } from '../../lib/intercept/native-sockopt.js';
 import type { ListenerOptions } from '../../lib/intercept/listener.js';
+import { requirePeer } from './ci-guard.js';
 import type { RelayEvent } from './intercept-relay.js';
-import type { Netns } from './netns.js';
+import { commandAvailable, netnsAvailable, type Netns } from './netns.js';
 import { buildRoot } from './paths.js';
 import { makeTempDir } from './temp-dir.js';
 
 export const SMTP_SINK = '/usr/sbin/smtp-sink';
+
+/** From a before() hook of an interception e2e suite: root with ip netns, nft, swaks, smtp-sink, the native helper. */
+export function requireInterceptionPeers(ctx: Context): void {
+  requirePeer(ctx, netnsAvailable(), 'root with ip netns');
+  requirePeer(ctx, commandAvailable('nft') && commandAvailable('swaks') && commandAvailable(SMTP_SINK), 'nft, swaks, smtp-sink');
+  requirePeer(ctx, loadNative() !== undefined, 'native helper (npx node-gyp rebuild -C native)');
+}
 
 async function waitFor<T>(what: string, fn: () => T | undefined, timeoutMs = 8000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -59,6 +69,13 @@ export interface RelayHandle {
   readonly events: RelayEvent[];
   waitForEvent(pred: (e: RelayEvent) => boolean, what?: string): Promise<RelayEvent>;
   readonly output: () => string;
+}
+
+export type RelayedEvent = Extract<RelayEvent, { kind: 'relayed' }>;
+
+/** The relay's first 'relayed' event (a session that reached its upstream). */
+export async function waitRelayed(relay: RelayHandle): Promise<RelayedEvent> {
+  return (await relay.waitForEvent((x) => x.kind === 'relayed', 'relayed')) as RelayedEvent;
 }
 
 /** The intercept byte relay (spec/helpers/intercept-relay-main.js of this build) running inside `ns`. */
