@@ -4,7 +4,6 @@
  */
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { connect, type Socket } from 'node:net';
 import type { Door } from '../../lib/daemon/door.js';
 import { createFilterDoor, type FilterDoorOptions } from '../../lib/milter/filter-door.js';
 import type { LockStore } from '../../lib/policy/lock-store.js';
@@ -16,62 +15,26 @@ import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers
 import { doorDeps, lockStoreIn, scriptedPolicy, type Decide, type ScriptedPolicy } from '../helpers/postfix-door-deps.js';
 import { smtpSinkAvailable, startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
+import { SocketBuffer, type TakeUnit } from '../helpers/socket-buffer.js';
 import type { DoorDeps } from '../../lib/daemon/door.js';
 
+/** One whole SMTP reply (all its lines joined by \n) off the front of the buffer. */
+const takeReply: TakeUnit<string> = (buf) => {
+  const lines = buf.split('\r\n');
+  for (let i = 0; i < lines.length - 1; i++) {
+    if (/^\d{3} /.test(lines[i]!) || /^\d{3}$/.test(lines[i]!)) return { value: lines.slice(0, i + 1).join('\n'), rest: lines.slice(i + 1).join('\r\n') };
+  }
+  return undefined;
+};
+
 /** Reads whole SMTP replies from a raw socket. */
-class SmtpLines {
-  private buf = '';
-  private waiters: Array<() => void> = [];
-  closed = false;
-  constructor(readonly socket: Socket) {
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => {
-      this.buf += d;
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-    socket.on('error', () => undefined);
-  }
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
+class SmtpLines extends SocketBuffer {
   static async open(port: number): Promise<SmtpLines> {
-    const s = connect({ host: '127.0.0.1', port });
-    await new Promise<void>((res, rej) => {
-      s.once('connect', () => res());
-      s.once('error', rej);
-    });
-    return new SmtpLines(s);
+    return new SmtpLines(await SocketBuffer.connectTo(port), 'latin1');
   }
   /** The next complete reply (all its lines joined by \n), or undefined when closed. */
-  async reply(timeoutMs = 5000): Promise<string | undefined> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const lines = this.buf.split('\r\n');
-      for (let i = 0; i < lines.length - 1; i++) {
-        if (/^\d{3} /.test(lines[i]!) || /^\d{3}$/.test(lines[i]!)) {
-          const out = lines.slice(0, i + 1).join('\n');
-          this.buf = lines.slice(i + 1).join('\r\n');
-          return out;
-        }
-      }
-      if (this.closed) return undefined;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no reply in time; have ${JSON.stringify(this.buf)}`);
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          r();
-        });
-      });
-    }
-  }
-  send(text: string): void {
-    this.socket.write(text);
+  reply(timeoutMs = 5000): Promise<string | undefined> {
+    return this.take(takeReply, timeoutMs, 'reply');
   }
   async cmd(line: string): Promise<string | undefined> {
     this.send(`${line}\r\n`);

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import type { Door } from '../../lib/daemon/door.js';
 import { encodePolicyRequest } from '../../lib/milter/policy-codec.js';
 import { createPolicyDoor, type PolicyDoorOptions } from '../../lib/milter/policy-door.js';
 import type { LockStore } from '../../lib/policy/lock-store.js';
 import { doorDeps, lockStoreIn, memoryLogger, scriptedPolicy, type Decide, type ScriptedPolicy } from '../helpers/postfix-door-deps.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
+import { SocketBuffer, type TakeUnit } from '../helpers/socket-buffer.js';
 
 /** The attributes Postfix 3.7 sends, in its order (reference/protocols.md §3.2). */
 function postfixRequest(over: Record<string, string>): Array<[string, string]> {
@@ -45,59 +45,23 @@ function postfixRequest(over: Record<string, string>): Array<[string, string]> {
   return Object.entries(base);
 }
 
+/** One answer block's action off the front of the buffer. */
+const takeAction: TakeUnit<string> = (buf) => {
+  const end = buf.indexOf('\n\n');
+  if (end < 0) return undefined;
+  const block = buf.slice(0, end);
+  const m = /^action=(.*)$/m.exec(block);
+  return { value: m ? m[1]! : `(no action in ${JSON.stringify(block)})`, rest: buf.slice(end + 2) };
+};
+
 /** A raw policy client: send blocks, read answers. */
-class RawClient {
-  private buf = '';
-  private waiters: Array<() => void> = [];
-  closed = false;
-  constructor(readonly socket: Socket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => {
-      this.buf += d;
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-    socket.on('error', () => undefined);
-  }
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
+class RawClient extends SocketBuffer {
   static async open(port: number): Promise<RawClient> {
-    const s = connect({ host: '127.0.0.1', port });
-    await new Promise<void>((res, rej) => {
-      s.once('connect', () => res());
-      s.once('error', rej);
-    });
-    return new RawClient(s);
-  }
-  send(text: string | Buffer): void {
-    this.socket.write(text);
+    return new RawClient(await SocketBuffer.connectTo(port), 'utf8');
   }
   /** The next answer block's action, or undefined if the server closed first. */
-  async answer(timeoutMs = 3000): Promise<string | undefined> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const end = this.buf.indexOf('\n\n');
-      if (end >= 0) {
-        const block = this.buf.slice(0, end);
-        this.buf = this.buf.slice(end + 2);
-        const m = /^action=(.*)$/m.exec(block);
-        return m ? m[1] : `(no action in ${JSON.stringify(block)})`;
-      }
-      if (this.closed) return undefined;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error('no answer in time');
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          r();
-        });
-      });
-    }
+  answer(timeoutMs = 3000): Promise<string | undefined> {
+    return this.take(takeAction, timeoutMs, 'answer');
   }
   async ask(attrs: Array<[string, string]>): Promise<string | undefined> {
     this.send(encodePolicyRequest(attrs));
@@ -294,12 +258,7 @@ describe('policy door (raw policy protocol over TCP)', () => {
     await door.start();
     assert.deepEqual(door.addresses, [`unix:${path}`]);
     assert.equal(statSync(path).mode & 0o777, 0o660);
-    const s = connect({ path });
-    await new Promise<void>((res, rej) => {
-      s.once('connect', () => res());
-      s.once('error', rej);
-    });
-    const c = new RawClient(s);
+    const c = new RawClient(await SocketBuffer.connectTo({ path }), 'utf8');
     clients.push(c);
     assert.equal(await c.ask(postfixRequest({})), 'DUNNO');
   });
