@@ -6,53 +6,34 @@
  * the next hop is down or refuses (the mail stays deferred in Postfix's queue and is delivered later).
  */
 import assert from 'node:assert/strict';
-import type { Door } from '../../lib/daemon/door.js';
 import { createFilterDoor } from '../../lib/milter/filter-door.js';
-import type { LockStore } from '../../lib/policy/lock-store.js';
-import { requirePeer } from '../helpers/ci-guard.js';
 import { freePort } from '../helpers/ports.js';
-import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
-import { doorDeps, lockStoreIn, scriptedPolicy } from '../helpers/postfix-door-deps.js';
+import { usePostfixDoor } from '../helpers/postfix-door-fixture.js';
+import { doorDeps, scriptedPolicy } from '../helpers/postfix-door-deps.js';
 import { postfixTestEngine, type RecordingPolicy } from '../helpers/postfix-rules.js';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
-import { swaks, swaksAvailable } from '../helpers/swaks.js';
-import { makeTempDir } from '../helpers/temp-dir.js';
+import { swaks } from '../helpers/swaks.js';
 
 describe('filter door as Postfix after-queue content_filter (XFORWARD, re-injection)', function () {
   this.timeout(60_000);
-  let temp: ReturnType<typeof makeTempDir> | undefined;
-  let locks: LockStore | undefined;
-  let door: Door | undefined;
-  let pf: PostfixInstance | undefined;
   let policy: RecordingPolicy;
-
-  before(async function () {
-    requirePeer(this, postfixAvailable && swaksAvailable, 'postfix (root), smtp-sink and swaks');
-    temp = makeTempDir('sluice-filter-pf-');
-    locks = lockStoreIn(temp.path);
+  const fx = usePostfixDoor('sluice-filter-pf-', async ({ dir, locks }) => {
     policy = await postfixTestEngine();
     const doorPort = await freePort();
     const reinject = await freePort();
-    door = createFilterDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port: doorPort }, nextHop: { host: '127.0.0.1', port: reinject }, spoolDir: temp.path }, doorDeps({ policy, locks }));
-    await door.start();
-    pf = await startPostfix({ snippets: ['filter'], ports: { 10028: doorPort, 10026: reinject } });
-  });
-  after(async () => {
-    await pf?.stop();
-    await door?.stop(500);
-    await locks?.close();
-    temp?.remove();
+    const door = createFilterDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port: doorPort }, nextHop: { host: '127.0.0.1', port: reinject }, spoolDir: dir }, doorDeps({ policy, locks }));
+    return { door, postfix: { snippets: ['filter'], ports: { 10028: doorPort, 10026: reinject } } };
   });
 
   const send = (o: { from?: string; to: string | string[]; body?: string; headers?: Array<[string, string]>; source?: string }) =>
-    swaks({ server: pf!.host, port: pf!.smtpPort, helo: 'client.example', ...o, extra: ['--local-interface', o.source ?? '127.0.0.2'] });
+    swaks({ server: fx.pf.host, port: fx.pf.smtpPort, helo: 'client.example', ...o, extra: ['--local-interface', o.source ?? '127.0.0.2'] });
 
   it('judges each queued message with the ORIGINAL client from XFORWARD and delivers it with the header edits', async () => {
     policy.calls.length = 0;
     const r = await send({ to: 'alice@example.net', headers: [['Subject', 'hello']] });
     assert.equal(r.code, 0, r.transcript);
-    const [m] = await pf!.sink!.waitForMessages(1);
-    await pf!.waitForQueueEmpty();
+    const [m] = await fx.pf.sink!.waitForMessages(1);
+    await fx.pf.waitForQueueEmpty();
     const tagged = m!.headers.find(([n]) => n === 'X-Sluice-Client');
     assert.deepEqual(tagged, ['X-Sluice-Client', '127.0.0.2 helo=client.example']);
     assert.equal(m!.headers.find(([n]) => n === 'Subject')?.[1], 'hello');
@@ -65,29 +46,29 @@ describe('filter door as Postfix after-queue content_filter (XFORWARD, re-inject
     // 127.0.0.2 has no PTR: Postfix says "unknown" and passes that on as NAME.
     assert.equal(connect.tx.session.clientName, 'unknown');
     // XFORWARD was passed on to the re-injection smtpd: it logs the original client and queue id.
-    const log = await pf!.waitForLog(/client=localhost\[127\.0\.0\.1\], orig_queue_id=([0-9A-F]+), orig_client=unknown\[127\.0\.0\.2\]/);
+    const log = await fx.pf.waitForLog(/client=localhost\[127\.0\.0\.1\], orig_queue_id=([0-9A-F]+), orig_client=unknown\[127\.0\.0\.2\]/);
     assert.ok(log[1]);
     // The body arrived intact (spooled, streamed, dot-stuffing round trip).
     assert.match(m!.body, /This is a test mailing/);
   });
 
   it('keeps dot-stuffed lines and long bodies intact', async () => {
-    const before = pf!.sink!.messages().length;
+    const before = fx.pf.sink!.messages().length;
     const body = ['.leading dot', '..two dots', '.', 'x'.repeat(998), ...Array.from({ length: 3000 }, (_, i) => `line ${i} ${'y'.repeat(60)}`)].join('\n');
     const r = await send({ to: 'bob@example.net', body });
     assert.equal(r.code, 0, r.transcript);
-    const msgs = await pf!.sink!.waitForMessages(before + 1);
+    const msgs = await fx.pf.sink!.waitForMessages(before + 1);
     const got = msgs[msgs.length - 1]!.body.replace(/\r\n/g, '\n');
     assert.ok(got.startsWith(body), 'body differs');
   });
 
   it('a reject rule (client address from XFORWARD) makes Postfix bounce, nothing is delivered to the recipient', async () => {
-    const before = pf!.sink!.messages().length;
+    const before = fx.pf.sink!.messages().length;
     const r = await send({ from: 'sender@example.org', to: 'carol@example.net', source: '127.0.0.3' });
     assert.equal(r.code, 0, r.transcript);
-    await pf!.waitForLog(/to=<carol@example\.net>.*status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 554 5\.7\.1 Client 127\.0\.0\.3 not welcome \(in reply to MAIL FROM command\)\)/);
-    await pf!.waitForQueueEmpty();
-    const msgs = await pf!.sink!.waitForMessages(before + 1);
+    await fx.pf.waitForLog(/to=<carol@example\.net>.*status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 554 5\.7\.1 Client 127\.0\.0\.3 not welcome \(in reply to MAIL FROM command\)\)/);
+    await fx.pf.waitForQueueEmpty();
+    const msgs = await fx.pf.sink!.waitForMessages(before + 1);
     // The only new delivery is the bounce to the sender.
     const fresh = msgs.slice(before);
     assert.equal(fresh.length, 1);
@@ -96,83 +77,70 @@ describe('filter door as Postfix after-queue content_filter (XFORWARD, re-inject
   });
 
   it('content rejected at end of message: the next hop never gets the final dot', async () => {
-    const before = pf!.sink!.messages().length;
+    const before = fx.pf.sink!.messages().length;
     const r = await send({ to: 'dave@example.net', headers: [['Subject', 'cheap VIAGRA']] });
     assert.equal(r.code, 0, r.transcript);
-    await pf!.waitForLog(/to=<dave@example\.net>.*status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 550 5\.7\.1 Spam content \(in reply to end of DATA command\)\)/);
-    await pf!.waitForQueueEmpty();
-    const fresh = (await pf!.sink!.waitForMessages(before + 1)).slice(before);
+    await fx.pf.waitForLog(/to=<dave@example\.net>.*status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 550 5\.7\.1 Spam content \(in reply to end of DATA command\)\)/);
+    await fx.pf.waitForQueueEmpty();
+    const fresh = (await fx.pf.sink!.waitForMessages(before + 1)).slice(before);
     assert.ok(fresh.every((m) => !m.recipients.includes('dave@example.net')));
   });
 
   it('per-recipient answers: a rule rejects one recipient, the other is delivered', async () => {
-    const before = pf!.sink!.messages().length;
+    const before = fx.pf.sink!.messages().length;
     const r = await send({ to: ['nobody@example.net', 'erin@example.net'] });
     assert.equal(r.code, 0, r.transcript);
-    await pf!.waitForLog(/to=<nobody@example\.net>.*status=bounced .*550 5\.1\.1 No such user here \(in reply to RCPT TO command\)/);
-    await pf!.waitForQueueEmpty();
-    const fresh = (await pf!.sink!.waitForMessages(before + 2)).slice(before);
+    await fx.pf.waitForLog(/to=<nobody@example\.net>.*status=bounced .*550 5\.1\.1 No such user here \(in reply to RCPT TO command\)/);
+    await fx.pf.waitForQueueEmpty();
+    const fresh = (await fx.pf.sink!.waitForMessages(before + 2)).slice(before);
     const delivered = fresh.find((m) => m.recipients.includes('erin@example.net'));
     assert.ok(delivered);
     assert.deepEqual(delivered.recipients, ['erin@example.net']);
   });
 
   it('discard answers 250 and delivers nothing', async () => {
-    const before = pf!.sink!.messages().length;
+    const before = fx.pf.sink!.messages().length;
     const r = await send({ to: 'frank@example.net', headers: [['Subject', 'please discard me']] });
     assert.equal(r.code, 0, r.transcript);
-    await pf!.waitForLog(/to=<frank@example\.net>.*status=sent \(250 2\.0\.0 Ok: discarded by policy\)/);
-    await pf!.waitForQueueEmpty();
-    assert.equal(pf!.sink!.messages().length, before);
+    await fx.pf.waitForLog(/to=<frank@example\.net>.*status=sent \(250 2\.0\.0 Ok: discarded by policy\)/);
+    await fx.pf.waitForQueueEmpty();
+    assert.equal(fx.pf.sink!.messages().length, before);
   });
 });
 
 describe('filter door: next hop down or refusing — Postfix keeps the mail queued', function () {
   this.timeout(60_000);
-  let temp: ReturnType<typeof makeTempDir> | undefined;
-  let locks: LockStore | undefined;
-  let door: Door | undefined;
-  let pf: PostfixInstance | undefined;
   let nextHop: SmtpSink | undefined;
   let nextPort = 0;
-
-  before(async function () {
-    requirePeer(this, postfixAvailable && swaksAvailable, 'postfix (root), smtp-sink and swaks');
-    temp = makeTempDir('sluice-filter-down-');
-    locks = lockStoreIn(temp.path);
+  const fx = usePostfixDoor('sluice-filter-down-', async ({ locks }) => {
     const doorPort = await freePort();
     nextPort = await freePort();
     // The next hop here is an smtp-sink on nextPort (not started yet): Postfix's own delivery never happens, so
     // whatever reaches nextPort came through the filter door.
-    door = createFilterDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port: doorPort }, nextHop: { host: '127.0.0.1', port: nextPort }, connectTimeoutMs: 2000 }, doorDeps({ policy: scriptedPolicy(() => undefined), locks }));
-    await door.start();
-    pf = await startPostfix({ snippets: ['filter'], ports: { 10028: doorPort, 10026: await freePort() } });
+    const door = createFilterDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port: doorPort }, nextHop: { host: '127.0.0.1', port: nextPort }, connectTimeoutMs: 2000 }, doorDeps({ policy: scriptedPolicy(() => undefined), locks }));
+    return { door, postfix: { snippets: ['filter'], ports: { 10028: doorPort, 10026: await freePort() } } };
   });
   after(async () => {
     await nextHop?.stop();
-    await pf?.stop();
-    await door?.stop(500);
-    await locks?.close();
-    temp?.remove();
   });
 
   it('next hop down: 421 at greeting, mail deferred; refusing: its 4xx relayed, still deferred; back: delivered', async () => {
-    const r = await swaks({ server: pf!.host, port: pf!.smtpPort, to: 'grace@example.net' });
+    const r = await swaks({ server: fx.pf.host, port: fx.pf.smtpPort, to: 'grace@example.net' });
     assert.equal(r.code, 0, r.transcript);
-    let q = await pf!.waitForQueue((q) => q.length === 1 && q[0]!.queue_name === 'deferred' && (q[0]!.recipients[0]!.delay_reason ?? '') !== '');
+    let q = await fx.pf.waitForQueue((q) => q.length === 1 && q[0]!.queue_name === 'deferred' && (q[0]!.recipients[0]!.delay_reason ?? '') !== '');
     assert.match(q[0]!.recipients[0]!.delay_reason!, /421 4\.4\.1 .*Next hop unavailable/);
 
     // The next hop answers but refuses the final dot (soft): its answer is Postfix's answer; still queued.
     nextHop = await startSmtpSink({ port: nextPort, flags: ['-r', '.'] });
-    await pf!.flush();
-    q = await pf!.waitForQueue((q) => q.length === 1 && /in reply to end of DATA command/.test(q[0]!.recipients[0]!.delay_reason ?? ''));
+    await fx.pf.flush();
+    q = await fx.pf.waitForQueue((q) => q.length === 1 && /in reply to end of DATA command/.test(q[0]!.recipients[0]!.delay_reason ?? ''));
     assert.match(q[0]!.recipients[0]!.delay_reason!, /said: 4\d\d /);
     await nextHop.stop();
 
     // The next hop is back: the very same message is delivered, once.
     nextHop = await startSmtpSink({ port: nextPort });
-    await pf!.flush();
-    await pf!.waitForQueueEmpty();
+    await fx.pf.flush();
+    await fx.pf.waitForQueueEmpty();
     const msgs = await nextHop.waitForMessages(1);
     assert.equal(msgs.length, 1);
     assert.deepEqual(msgs[0]!.recipients, ['grace@example.net']);

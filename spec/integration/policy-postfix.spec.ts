@@ -4,30 +4,18 @@
  * the next hop. Asserts what the client sees and what is delivered.
  */
 import assert from 'node:assert/strict';
-import type { Door } from '../../lib/daemon/door.js';
 import { createPolicyDoor } from '../../lib/milter/policy-door.js';
-import type { LockStore } from '../../lib/policy/lock-store.js';
-import { requirePeer } from '../helpers/ci-guard.js';
 import { freePort } from '../helpers/ports.js';
-import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
-import { doorDeps, lockStoreIn } from '../helpers/postfix-door-deps.js';
+import { usePostfixDoor } from '../helpers/postfix-door-fixture.js';
+import { doorDeps } from '../helpers/postfix-door-deps.js';
 import { postfixTestEngine, type RecordingPolicy } from '../helpers/postfix-rules.js';
-import { swaks, swaksAvailable } from '../helpers/swaks.js';
-import { makeTempDir } from '../helpers/temp-dir.js';
+import { swaks } from '../helpers/swaks.js';
 
 describe('policy door behind a real Postfix (check_policy_service)', function () {
   this.timeout(60_000);
-  let temp: ReturnType<typeof makeTempDir> | undefined;
-  let locks: LockStore | undefined;
-  let door: Door | undefined;
-  let pf: PostfixInstance | undefined;
   let policy: RecordingPolicy;
   let broken = false;
-
-  before(async function () {
-    requirePeer(this, postfixAvailable && swaksAvailable, 'postfix (root), smtp-sink and swaks');
-    temp = makeTempDir('sluice-policy-pf-');
-    locks = lockStoreIn(temp.path);
+  const fx = usePostfixDoor('sluice-policy-pf-', async ({ locks }) => {
     const engine = await postfixTestEngine();
     policy = {
       calls: engine.calls,
@@ -38,24 +26,17 @@ describe('policy door behind a real Postfix (check_policy_service)', function ()
       },
     };
     const port = await freePort();
-    door = createPolicyDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port } }, doorDeps({ policy, locks }));
-    await door.start();
-    pf = await startPostfix({ snippets: ['policy'], ports: { 10029: port }, main: { smtpd_policy_service_try_limit: '1' } });
-  });
-  after(async () => {
-    await pf?.stop();
-    await door?.stop(500);
-    await locks?.close();
-    temp?.remove();
+    const door = createPolicyDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port } }, doorDeps({ policy, locks }));
+    return { door, postfix: { snippets: ['policy'], ports: { 10029: port }, main: { smtpd_policy_service_try_limit: '1' } } };
   });
 
-  const send = (o: { from?: string; to: string | string[]; body?: string }) => swaks({ server: pf!.host, port: pf!.smtpPort, helo: 'client.example', ...o });
+  const send = (o: { from?: string; to: string | string[]; body?: string }) => swaks({ server: fx.pf.host, port: fx.pf.smtpPort, helo: 'client.example', ...o });
 
   it('passes clean mail with DUNNO and the rules see the real client, HELO and envelope', async () => {
     policy.calls.length = 0;
     const r = await send({ to: 'ok@example.net' });
     assert.equal(r.code, 0, r.transcript);
-    await pf!.sink!.waitForMessages(1);
+    await fx.pf.sink!.waitForMessages(1);
     const rcpt = policy.calls.find((c) => c.stage === 'rcpt')!;
     assert.equal(rcpt.tx.session.client.ip, '127.0.0.1');
     assert.equal(rcpt.tx.session.helo, 'client.example');
@@ -67,11 +48,11 @@ describe('policy door behind a real Postfix (check_policy_service)', function ()
   });
 
   it('rejects one recipient with the rule\'s code and text, delivers to the other', async () => {
-    const before = pf!.sink!.messages().length;
+    const before = fx.pf.sink!.messages().length;
     const r = await send({ to: ['spamtrap@example.net', 'friend@example.net'] });
     assert.equal(r.code, 0, r.transcript);
     assert.ok(r.serverLines.includes('550 5.7.1 <spamtrap@example.net>: Recipient address rejected: Trap address'), r.serverLines.join('\n'));
-    const msgs = await pf!.sink!.waitForMessages(before + 1);
+    const msgs = await fx.pf.sink!.waitForMessages(before + 1);
     assert.deepEqual(msgs[msgs.length - 1]!.recipients, ['friend@example.net']);
   });
 
@@ -82,10 +63,10 @@ describe('policy door behind a real Postfix (check_policy_service)', function ()
   });
 
   it('PREPENDs a header that arrives in the delivered message', async () => {
-    const before = pf!.sink!.messages().length;
+    const before = fx.pf.sink!.messages().length;
     const r = await send({ to: 'tag@example.net' });
     assert.equal(r.code, 0, r.transcript);
-    const msgs = await pf!.sink!.waitForMessages(before + 1);
+    const msgs = await fx.pf.sink!.waitForMessages(before + 1);
     const m = msgs[msgs.length - 1]!;
     assert.equal(m.headers[0]![0], 'X-Sluice-Tag', JSON.stringify(m.headers));
     assert.equal(m.headers[0]![1], 'client 127.0.0.1 via policy');
@@ -94,9 +75,9 @@ describe('policy door behind a real Postfix (check_policy_service)', function ()
   it('HOLDs a quarantined message in Postfix\'s hold queue', async () => {
     const r = await send({ to: 'hold@example.net' });
     assert.equal(r.code, 0, r.transcript);
-    const q = await pf!.waitForQueue((q) => q.some((e) => e.queue_name === 'hold'));
+    const q = await fx.pf.waitForQueue((q) => q.some((e) => e.queue_name === 'hold'));
     assert.equal(q.find((e) => e.queue_name === 'hold')!.recipients[0]!.address, 'hold@example.net');
-    await pf!.waitForLog(/: hold: RCPT from [^\n]*: <hold@example\.net>: Recipient address held for review/);
+    await fx.pf.waitForLog(/: hold: RCPT from [^\n]*: <hold@example\.net>: Recipient address held for review/);
   });
 
   it('rejects at END-OF-MESSAGE on the real size', async () => {
