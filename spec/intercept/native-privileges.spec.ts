@@ -27,10 +27,12 @@ describe('native helper: keeping CAP_NET_ADMIN across the privilege drop', () =>
         script,
         `import * as net from 'node:net';
 import { readFileSync } from 'node:fs';
-import { dropPrivilegesKeepingNetAdmin } from ${JSON.stringify(lib('native-sockopt.js'))};
+import { dropPrivilegesKeepingNetAdmin, loadNative } from ${JSON.stringify(lib('native-sockopt.js'))};
 import { connectUpstream } from ${JSON.stringify(lib('upstream-connect.js'))};
 const srv = net.createServer((s) => s.end());
 await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+// load the add-on while still root, as the daemon does: after the drop the build dir may be unreadable
+if (!loadNative()) throw new Error('native helper did not load');
 const drop = () => { process.setgid(65534); process.setuid(65534); };
 if (${keep}) dropPrivilegesKeepingNetAdmin(drop); else drop();
 const caps = readFileSync('/proc/thread-self/status', 'utf8').split('\\n').filter((l) => /^Cap(Prm|Eff)/.test(l)).join(' ');
