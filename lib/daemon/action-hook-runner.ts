@@ -64,7 +64,9 @@ export function hookEnvironment(effect: HookEffect, tx: Transaction, proxyName: 
     IDENT: '-',
     HELO: s.helo ?? '',
     MAIL_FROM: tx.envelope.mailFrom ?? '',
-    RCPTS_TOTAL: String(tx.envelope.rcpts.length),
+    // Recipients accepted over the whole session, as smtp-gated counted them (the engine's hook effects bring
+    // their own value, which also counts the recipient being judged at the rcpt stage).
+    RCPTS_TOTAL: String(s.rcptsTotal),
     SIZE: String(tx.message.size),
     TRANSACTION: String(s.messages + 1),
     AUTH: s.auth?.user ?? '',

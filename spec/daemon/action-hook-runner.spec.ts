@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { NULL_LOGGER } from '../../lib/core/logger.js';
 import { acceptRecipient, reduceTransaction, startTransaction, type Transaction } from '../../lib/core/transaction.js';
 import type { Effect } from '../../lib/core/verdict.js';
-import { createActionHookRunner, type ActionHookRunner } from '../../lib/daemon/action-hook-runner.js';
+import { createActionHookRunner, hookEnvironment, type ActionHookRunner } from '../../lib/daemon/action-hook-runner.js';
 import { processGone, writeScript } from '../helpers/filter-scripts.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 
@@ -28,6 +28,17 @@ async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
 }
 
 describe('action hook runner', function () {
+  it('RCPTS_TOTAL counts the recipients of the whole session, not only the current transaction', () => {
+    let t = tx();
+    t = reduceTransaction(t, { stage: 'reset' });
+    t = reduceTransaction(t, { stage: 'mail', address: 'again@example.test' });
+    t = reduceTransaction(t, { stage: 'rcpt', address: 'second@example.test' });
+    t = acceptRecipient(t);
+    assert.equal(t.envelope.rcpts.length, 1);
+    const env = hookEnvironment({ kind: 'hook', hook: 'notify', rule: 'r', env: {} }, t, 'gw.example', 0, '/bin');
+    assert.equal(env['RCPTS_TOTAL'], '2');
+  });
+
   this.timeout(20_000);
   const dir = makeTempDir('sluice-hooks-');
   const runners: ActionHookRunner[] = [];
