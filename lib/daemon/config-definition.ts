@@ -464,15 +464,6 @@ const raw = object<RawConfig>(
       ctx.error(view.node, 'config/no-door', 'no door is enabled', 'configure at least one of intercept, milter, filter or policyd');
     }
     if (v.group && !v.user) ctx.error(view.valueNode('group') ?? view.node, 'config/conflict', 'group: needs user as well');
-    const transparent = v.intercept.find((l) => l.transparent);
-    if (v.user && transparent) {
-      ctx.error(
-        view.valueNode('user') ?? view.node,
-        'config/conflict',
-        `user: intercept listener "${transparent.name}" is transparent, which needs CAP_NET_ADMIN for every upstream connection, and a dropped user has none`,
-        'leave user out and let the service manager run sluice as an unprivileged user with the capability (systemd: User=sluice, AmbientCapabilities=CAP_NET_ADMIN CAP_NET_BIND_SERVICE)',
-      );
-    }
     // Two listeners on one address would fail at bind time; say so now.
     const seen = new Map<string, string>();
     const claim = (addr: ListenAddress, who: string, prop: string): void => {

@@ -102,7 +102,10 @@ export class Daemon {
     try {
       for (const plan of planDoors(config)) await daemon.startDoor(plan, runtime);
       await log.flush();
-      dropPrivileges(config.user, config.group, config.stateDir, log.logger, config.log.file ? [config.log.file] : []);
+      dropPrivileges(config.user, config.group, config.stateDir, log.logger, {
+        files: config.log.file ? [config.log.file] : [],
+        keepNetAdmin: config.intercept.some((l) => l.transparent || l.mode === 'tproxy'),
+      });
     } catch (err) {
       log.logger.error({ err }, 'start failed');
       await daemon.stop(0);

@@ -1,10 +1,13 @@
 /**
  * Dropping root after binding: `user`/`group` from the configuration. The state directory (lock database,
- * quarantine) is handed to that user first, so the unprivileged daemon can still write it.
+ * quarantine) is handed to that user first, so the unprivileged daemon can still write it. With a transparent or
+ * tproxy intercept listener the drop keeps CAP_NET_ADMIN + CAP_NET_RAW (and nothing else): every transparent
+ * upstream connect binds the client's address with IP_TRANSPARENT, long after the drop.
  */
 import { chownSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../core/logger.js';
+import { dropPrivilegesKeepingNetAdmin, requireNative } from '../intercept/native-sockopt.js';
 
 export interface Account {
   readonly uid: number;
@@ -39,11 +42,19 @@ function safeRead(path: string): string {
   }
 }
 
+export interface DropOptions {
+  /** Files written after the switch (the log file, reopened on SIGHUP): handed to the user too. */
+  readonly files?: readonly string[];
+  /** Keep CAP_NET_ADMIN + CAP_NET_RAW across the switch (transparent or tproxy intercept listeners). */
+  readonly keepNetAdmin?: boolean;
+}
+
 /**
  * Switches to `user` (and `group`, else the user's primary group) when running as root; does nothing otherwise.
  * Throws when the user or group does not exist: running on as root by mistake is worse than not starting.
  */
-export function dropPrivileges(user: string | undefined, group: string | undefined, stateDir: string, logger: Logger, files: readonly string[] = []): void {
+export function dropPrivileges(user: string | undefined, group: string | undefined, stateDir: string, logger: Logger, options: DropOptions = {}): void {
+  const files = options.files ?? [];
   if (user === undefined) return;
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
     logger.info({ user }, 'not running as root; user/group setting ignored');
@@ -56,10 +67,16 @@ export function dropPrivileges(user: string | undefined, group: string | undefin
   if (existsSync(stateDir)) chownTree(stateDir, account.uid, gid, 2);
   // Files written after the switch (the log file, reopened on SIGHUP) must stay writable.
   for (const f of files) if (existsSync(f)) chownSync(f, account.uid, gid);
-  process.setgroups?.([gid]);
-  process.setgid?.(gid);
-  process.setuid?.(account.uid);
-  logger.info({ user: account.name, uid: account.uid, gid }, 'dropped privileges');
+  // Load the add-on while still root: after the switch the build directory may be unreadable.
+  if (options.keepNetAdmin) requireNative('keeping CAP_NET_ADMIN for transparent intercept listeners');
+  const drop = (): void => {
+    process.setgroups?.([gid]);
+    process.setgid?.(gid);
+    process.setuid?.(account.uid);
+  };
+  if (options.keepNetAdmin) dropPrivilegesKeepingNetAdmin(drop);
+  else drop();
+  logger.info({ user: account.name, uid: account.uid, gid, ...(options.keepNetAdmin ? { kept: 'CAP_NET_ADMIN,CAP_NET_RAW' } : {}) }, 'dropped privileges');
 }
 
 /** chown a directory and its entries, `depth` levels down (the state dir is shallow). */

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { requirePeer } from '../helpers/ci-guard.js';
 import {
@@ -23,7 +23,7 @@ async function startSluice(ns: Netns, dir: string, listeners: string): Promise<{
   writeFileSync(join(dir, 'rules', 'nat.rules'), NAT_RULE);
   writeFileSync(
     join(dir, 'sluice.yaml'),
-    `hostname: gw.test\nstate_dir: ${join(dir, 'state')}\nrules: ${join(dir, 'rules')}\nspf: { enabled: false }\nlog: { level: info }\nintercept:\n${listeners}`,
+    `hostname: gw.test\nuser: nobody\nstate_dir: ${join(dir, 'state')}\nrules: ${join(dir, 'rules')}\nspf: { enabled: false }\nlog: { level: info }\nintercept:\n${listeners}`,
   );
   const child = ns.spawn([process.execPath, cliMain, 'run', '-c', join(dir, 'sluice.yaml')]);
   let out = '';
@@ -41,7 +41,8 @@ async function startSluice(ns: Netns, dir: string, listeners: string): Promise<{
 /**
  * The real daemon (`sluice run`, intercept door) on the gateway: tproxy with full transparency and redirect.
  * The client talks to the server's address, the server sees the client, and the X-NAT-Received header written by
- * the door carries the client's address and port.
+ * the door carries the client's address and port. It runs with `user: nobody`: the privilege drop keeps only
+ * CAP_NET_ADMIN + CAP_NET_RAW, which every transparent upstream connect still needs.
  */
 describe('e2e (netns): sluice run as a transparent gateway', function () {
   this.timeout(60000);
@@ -89,6 +90,16 @@ describe('e2e (netns): sluice run as a transparent gateway', function () {
     assert.match(msg ?? '', /^X-Client-Addr: 198\.18\.1\.2$/m);
     assert.match(msg ?? '', /^X-NAT-Received: from \[198\.18\.1\.2\]:\d+ \[ident-empty\]\r?\n\tby gw\.test with TPROXY id /m);
     assert.match(msg ?? '', /^Subject: via sluice run$/m);
+  });
+
+  it('runs as nobody after binding, keeping exactly CAP_NET_ADMIN + CAP_NET_RAW', () => {
+    const out = sluice?.output() ?? '';
+    assert.match(out, /dropped privileges user=nobody uid=65534 gid=\d+ kept=CAP_NET_ADMIN,CAP_NET_RAW/);
+    const pid = /sluice started .*pid=(\d+)/.exec(out)?.[1];
+    assert.ok(pid, out);
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    assert.match(status, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
+    assert.match(status, /^CapEff:\s+0000000000003000$/m);
   });
 
   it('redirect + full transparency: same, found through SO_ORIGINAL_DST', async () => {
