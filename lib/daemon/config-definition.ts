@@ -179,6 +179,22 @@ function sizeIn(min: number, max: number): Schema<number> {
   };
 }
 
+/** A duration from min to max milliseconds. */
+function durationIn(min: number, max: number): Schema<number> {
+  return {
+    expected: `a duration from ${min}ms to ${max / 1000}s`,
+    parse(node, ctx, p) {
+      const r = duration.parse(node, ctx, p);
+      if (r === INVALID) return INVALID;
+      if (r < min || r > max) {
+        ctx.error(node, 'config/value', `${p}: ${r}ms is out of range (${min}ms to ${max / 1000}s)`);
+        return INVALID;
+      }
+      return r;
+    },
+  };
+}
+
 const ALLOW_KEY = /^(client|auth):./;
 const allowEntry = scalar('a lock key such as client:192.0.2.0/24, auth:user or an IP/CIDR', (v) => {
   if (typeof v !== 'string' || v.trim() === '') return new Problem(`expected an allow-list entry, got ${JSON.stringify(v)}`);
@@ -345,6 +361,10 @@ const interceptListener = object<RawListener>(
     bareLf: withDefault(oneOf(['reject', 'normalize'] as const), 'reject'),
     holdMaxSize: withDefault(sizeIn(1024, 64 * 1024 * 1024), 256 * 1024),
     holdMessagesUpTo: withDefault(size, 0),
+    holdMemory: withDefault(sizeIn(1024, 64 * 1024 * 1024), 64 * 1024),
+    holdDir: optional(path),
+    proxyHeaderTimeout: withDefault(durationIn(1, 600_000), 5000),
+    maxPending: withDefault(int(1, 1_000_000), 1000),
     greetDelay: withDefault(duration, 0),
   },
   (v, ctx, view) => {

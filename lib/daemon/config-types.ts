@@ -131,6 +131,14 @@ export interface InterceptListenerConfig {
   readonly holdMaxSize: number;
   /** Hold mode: messages up to this size are kept until the eom verdict (header edits, quarantine); 0 = stream. */
   readonly holdMessagesUpTo: number;
+  /** Hold mode: held bytes kept in memory per message before spilling to a private file. */
+  readonly holdMemory: number;
+  /** Hold mode: parent of the private hold spool directory (default state_dir/spool). */
+  readonly holdDir?: string;
+  /** Mode proxy: how long a connection may take to send its complete PROXY header (ms). */
+  readonly proxyHeaderTimeout: number;
+  /** Most accepted connections still waiting for their destination (PROXY header in flight); more are refused. */
+  readonly maxPending: number;
   /** Hold the upstream greeting this long so early talkers show themselves (0 = none). */
   readonly greetDelay: number;
 }

@@ -2,14 +2,14 @@
  * Maps each door's config section onto its module's options and registers the factory. Wiring a new door is
  * one `register` call here.
  */
-import { createInterceptDoor } from '../intercept/intercept-door.js';
-import { mkdirSync } from 'node:fs';
+import { createInterceptDoor, type InterceptDoorOptions } from '../intercept/intercept-door.js';
+import { mkdirSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { createFilterDoor } from '../milter/filter-door.js';
 import { createMilterDoor } from '../milter/milter-door.js';
 import type { FilterQuarantine } from '../milter/filter-session.js';
-import type { SluiceConfig } from './config-types.js';
+import type { InterceptListenerConfig, SluiceConfig } from './config-types.js';
 import { QuarantineStore } from './quarantine-store.js';
 import { createPolicyDoor } from '../milter/policy-door.js';
 import { formatCidr, type ListenAddress } from './config-units.js';
@@ -22,29 +22,7 @@ export function milterListen(a: ListenAddress): string {
 
 export function builtinDoors(): DoorRegistry {
   return new DoorRegistry()
-    .register('intercept', (s, config, deps) =>
-      createInterceptDoor(
-        {
-          name: s.name,
-          listeners: [
-            {
-              listen: { ip: s.listen.host, port: s.listen.port },
-              mode: s.mode,
-              ...(s.upstream ? { upstream: { ip: s.upstream.host, port: s.upstream.port } } : {}),
-              ...(s.mode === 'proxy' ? { proxyTrusted: s.proxyTrusted.map(formatCidr) } : {}),
-              transparent: s.transparent,
-              bindClientPort: s.bindPort,
-            },
-          ],
-          starttls: s.starttls,
-          bareLf: s.bareLf === 'normalize' ? 'normalise' : 'reject',
-          holdMaxSize: s.holdMaxSize,
-          ...(s.holdMessagesUpTo > 0 ? { holdMessagesUpTo: s.holdMessagesUpTo, holdDir: spoolDir(config) } : {}),
-          greetDelay: s.greetDelay,
-        },
-        deps,
-      ),
-    )
+    .register('intercept', (s, config, deps) => createInterceptDoor(interceptDoorOptions(s, config), deps))
     .register('milter', (s, _config, deps) =>
       createMilterDoor(
         { listen: milterListen(s.listen), maxPacket: s.maxPacket, readTimeoutMs: s.timeout, progressIntervalMs: s.progressInterval, noReply: s.noReply, socketMode: s.socketMode, name: 'milter' },
@@ -69,6 +47,42 @@ export function builtinDoors(): DoorRegistry {
     .register('policyd', (s, _config, deps) =>
       createPolicyDoor({ listen: s.listen, maxRequest: s.maxRequest, allowFrom: s.allowFrom.map(formatCidr), acceptAction: s.acceptAction }, deps),
     );
+}
+
+/** An intercept listener's config section as the intercept door's options. */
+export function interceptDoorOptions(s: InterceptListenerConfig, config: SluiceConfig): InterceptDoorOptions {
+  return {
+    name: s.name,
+    listeners: [
+      {
+        listen: { ip: s.listen.host, port: s.listen.port },
+        mode: s.mode,
+        ...(s.upstream ? { upstream: { ip: s.upstream.host, port: s.upstream.port } } : {}),
+        ...(s.mode === 'proxy' ? { proxyTrusted: s.proxyTrusted.map(formatCidr) } : {}),
+        proxyHeaderTimeoutMs: s.proxyHeaderTimeout,
+        maxPending: s.maxPending,
+        transparent: s.transparent,
+        bindClientPort: s.bindPort,
+      },
+    ],
+    starttls: s.starttls,
+    bareLf: s.bareLf === 'normalize' ? 'normalise' : 'reject',
+    holdMaxSize: s.holdMaxSize,
+    ...(s.holdMessagesUpTo > 0 ? { holdMessagesUpTo: s.holdMessagesUpTo, holdMemory: s.holdMemory, holdDir: s.holdDir !== undefined ? existingDir(s.holdDir, `intercept listener "${s.name}": hold_dir`) : spoolDir(config) } : {}),
+    greetDelay: s.greetDelay,
+  };
+}
+
+/** A directory configured by the operator: it must exist (the door makes its private 0700 directory inside). */
+function existingDir(dir: string, what: string): string {
+  let ok = false;
+  try {
+    ok = statSync(dir).isDirectory();
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new Error(`${what}: ${dir} is not an existing directory`);
+  return dir;
 }
 
 /** The filter door's quarantine: the shared quarantine store (`sluice quarantine` lists and releases from it). */

@@ -58,8 +58,31 @@ describe('config loader', () => {
           bareLf: 'reject',
           holdMaxSize: 256 * 1024,
           holdMessagesUpTo: 0,
+          holdMemory: 64 * 1024,
+          proxyHeaderTimeout: 5000,
+          maxPending: 1000,
           greetDelay: 0,
         },
+      ]);
+    });
+
+    it('reads the intercept hold spool and PROXY header keys', () => {
+      const c = parseConfig(
+        'intercept:\n  - { listen: 127.0.0.1:10025, mode: proxy, proxy_trusted: [127.0.0.1], hold_memory: 8KB, hold_dir: spool, proxy_header_timeout: 1500ms, max_pending: 20 }\n',
+        FILE,
+      );
+      const l = c.intercept[0];
+      assert.equal(l?.holdMemory, 8 * 1024);
+      assert.equal(l?.holdDir, '/etc/sluice/spool');
+      assert.equal(l?.proxyHeaderTimeout, 1500);
+      assert.equal(l?.maxPending, 20);
+    });
+
+    it('refuses out-of-range intercept hold spool and PROXY header values', () => {
+      assert.deepEqual(firstLines('intercept:\n  - { listen: 127.0.0.1:10025, upstream: 127.0.0.1:25, hold_memory: 10, proxy_header_timeout: 0, max_pending: 0 }\n'), [
+        '/etc/sluice/sluice.yaml:2:69: error[config/value]: intercept[0].hold_memory: 10 bytes is out of range (1024 to 67108864)',
+        '/etc/sluice/sluice.yaml:2:95: error[config/value]: intercept[0].proxy_header_timeout: 0ms is out of range (1ms to 600s)',
+        '/etc/sluice/sluice.yaml:2:111: error[config/value]: intercept[0].max_pending: expected an integer from 1 to 1000000, got 0',
       ]);
     });
 

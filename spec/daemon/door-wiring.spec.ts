@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Daemon } from '../../lib/daemon/daemon.js';
-import { builtinDoors, milterListen } from '../../lib/daemon/door-wiring.js';
+import { parseConfig } from '../../lib/daemon/config-loader.js';
+import { builtinDoors, interceptDoorOptions, milterListen } from '../../lib/daemon/door-wiring.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 
 /** Sends one policy-delegation request and returns the raw answer. */
@@ -84,5 +85,53 @@ policyd: { listen: "127.0.0.1:0" }
     assert.equal(await greeting(port('filter')), '421 4.4.1 gw.test Next hop unavailable, try again later');
     assert.ok(existsSync(join(tmp.path, 'milter.sock')), 'milter socket created');
     assert.equal(logs.filter((l) => / INFO  door listening /.test(l)).length, 4);
+  });
+
+  it('maps hold_memory, hold_dir, proxy_header_timeout and max_pending onto the intercept door options', () => {
+    const file = join(tmp.path, 'sluice.yaml');
+    const config = parseConfig(
+      `state_dir: state\nintercept:\n  - { name: a, listen: "127.0.0.1:0", mode: proxy, proxy_trusted: [127.0.0.1], hold_messages_up_to: 1MB, hold_memory: 4KB, hold_dir: ., proxy_header_timeout: 250ms, max_pending: 3 }\n  - { name: b, listen: "127.0.0.1:0", upstream: "127.0.0.1:9", hold_messages_up_to: 1MB }\n  - { name: c, listen: "127.0.0.1:0", upstream: "127.0.0.1:9", hold_dir: missing, hold_messages_up_to: 1MB }\n`,
+      file,
+    );
+    const [a, b, c] = config.intercept;
+    if (!a || !b || !c) throw new Error('three listeners expected');
+    const oa = interceptDoorOptions(a, config);
+    assert.equal(oa.holdMemory, 4096);
+    assert.equal(oa.holdDir, tmp.path);
+    assert.equal(oa.listeners[0]?.proxyHeaderTimeoutMs, 250);
+    assert.equal(oa.listeners[0]?.maxPending, 3);
+    const ob = interceptDoorOptions(b, config);
+    assert.equal(ob.holdMemory, 64 * 1024);
+    assert.equal(ob.holdDir, join(tmp.path, 'state', 'spool'));
+    assert.equal(ob.listeners[0]?.proxyHeaderTimeoutMs, 5000);
+    assert.equal(ob.listeners[0]?.maxPending, 1000);
+    assert.throws(() => interceptDoorOptions(c, config), { message: `intercept listener "c": hold_dir: ${join(tmp.path, 'missing')} is not an existing directory` });
+  });
+
+  it('proxy_header_timeout and max_pending reach the running listener', async () => {
+    const file = join(tmp.path, 'sluice.yaml');
+    writeFileSync(
+      file,
+      `locks: { store: memory }\nspf: { enabled: false }\nintercept:\n  - { listen: "127.0.0.1:0", mode: proxy, proxy_trusted: [127.0.0.1], proxy_header_timeout: 300ms, max_pending: 1 }\n`,
+    );
+    daemon = await Daemon.start({ configPath: file, registry: builtinDoors(), logWrite: () => undefined });
+    const port = Number(/:(\d+)$/.exec(daemon.runningDoors.get('intercept:intercept')?.addresses[0] ?? '')?.[1]);
+    const closedAfter = (s: Socket): Promise<number> => {
+      const t0 = Date.now();
+      return new Promise((resolve) => s.on('close', () => resolve(Date.now() - t0)));
+    };
+    // The first connection sends no PROXY header: it holds the one pending slot, then times out after 300 ms.
+    const first = connect(port, '127.0.0.1');
+    first.on('error', () => undefined);
+    const firstClosed = closedAfter(first);
+    await new Promise((r) => first.on('connect', r));
+    await new Promise((r) => setTimeout(r, 50));
+    // The second finds no free slot (max_pending: 1) and is closed at once.
+    const second = connect(port, '127.0.0.1');
+    second.on('error', () => undefined);
+    const secondMs = await closedAfter(second);
+    const firstMs = await firstClosed;
+    assert.ok(secondMs < 250, `second connection closed after ${secondMs} ms`);
+    assert.ok(firstMs >= 250 && firstMs < 2000, `first connection closed after ${firstMs} ms`);
   });
 });
