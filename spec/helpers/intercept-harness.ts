@@ -1,9 +1,11 @@
 /**
  * Starts an intercept door in fixed mode on a free loopback port in front of a given upstream, with a SQLite
- * lock store in a temp dir and a recording logger. `stop()` stops the door, closes the store, removes the dir.
+ * lock store in a temp dir (also the hold-mode spool parent) and a recording logger, optionally a quarantine sink.
+ * `stop()` stops the door, closes the store, removes the dir.
  */
 import type { Limits } from '../../lib/core/limits.js';
 import type { PolicyPort } from '../../lib/core/policy-port.js';
+import type { QuarantineSink } from '../../lib/core/quarantine-sink.js';
 import type { Door } from '../../lib/daemon/door.js';
 import type { EffectRunner } from '../../lib/core/effects.js';
 import type { ScannerSet } from '../../lib/scanners/scanner.js';
@@ -20,6 +22,8 @@ export interface InterceptHarness {
   readonly door: Door;
   readonly locks: LockStore;
   readonly logger: ReturnType<typeof memoryLogger>;
+  /** A private temp dir that lives as long as the door (lock store, hold spool parent, quarantine, ...). */
+  readonly dir: string;
   /** Log records with this event name (NEW, MAIL, CLOSE, ...). */
   events(name: string): Array<Record<string, unknown>>;
   stop(): Promise<void>;
@@ -38,6 +42,8 @@ export async function startInterceptDoor(p: {
   limits?: Partial<Limits>;
   scanners?: ScannerSet;
   effects?: EffectRunner;
+  /** A quarantine sink, or a function building it in the harness's temp dir. */
+  quarantine?: QuarantineSink | ((dir: string) => QuarantineSink);
   options?: Partial<InterceptDoorOptions>;
 }): Promise<InterceptHarness> {
   const dir = makeTempDir('sluice-icpt-');
@@ -46,9 +52,10 @@ export async function startInterceptDoor(p: {
   const port = await freePort();
   const policy = typeof p.policy === 'function' ? p.policy(locks) : p.policy;
   const deps = doorDeps({ policy, locks, logger, ...(p.limits ? { limits: p.limits } : {}), ...(p.scanners ? { scanners: p.scanners } : {}), ...(p.effects ? { effects: p.effects } : {}) });
+  const quarantine = typeof p.quarantine === 'function' ? p.quarantine(dir.path) : p.quarantine;
   const door = createInterceptDoor(
-    { listeners: [{ listen: { ip: '127.0.0.1', port }, mode: 'fixed', upstream: { ip: '127.0.0.1', port: p.upstreamPort } }], ...p.options },
-    deps,
+    { listeners: [{ listen: { ip: '127.0.0.1', port }, mode: 'fixed', upstream: { ip: '127.0.0.1', port: p.upstreamPort } }], holdDir: dir.path, ...p.options },
+    { ...deps, ...(quarantine ? { quarantine } : {}) },
   );
   await door.start();
   return {
@@ -56,6 +63,7 @@ export async function startInterceptDoor(p: {
     door,
     locks,
     logger,
+    dir: dir.path,
     events: (name) => logger.records.filter((r) => (r.obj as { event?: string }).event === name).map((r) => r.obj as Record<string, unknown>),
     async stop() {
       await door.stop(500);
