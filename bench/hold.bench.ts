@@ -11,15 +11,12 @@
  * each at 1 session (1 message per connection) and 16 sessions x many messages per connection (-d).
  * Prints a table and one `BENCH_JSON {...}` line. Bounded: well under 3 minutes.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort, SMTP_SINK, SMTP_SOURCE, smtpSource, startReadyChild, startSinkProcess, stopChild } from './bench-util.js';
 
-const SMTP_SINK = '/usr/sbin/smtp-sink';
-const SMTP_SOURCE = '/usr/sbin/smtp-source';
 const HERE = fileURLToPath(import.meta.url);
 const BUILD_ROOT = join(dirname(HERE), '..');
 
@@ -59,74 +56,6 @@ async function runDoorChild(cfg: DoorChildConfig): Promise<void> {
   });
 }
 
-async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const p = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-function startChild(args: string[]): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`door did not start: ${out}`)), 15_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('READY')) {
-        clearTimeout(t);
-        resolve(child);
-      }
-    });
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`door exited (${code}): ${out}`));
-    });
-  });
-}
-
-async function waitPort(port: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((res) => {
-      const s = connect({ host: '127.0.0.1', port });
-      s.on('connect', () => {
-        s.destroy();
-        res(true);
-      });
-      s.on('error', () => res(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`port ${port} not listening`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), 3000);
-  await gone;
-  clearTimeout(t);
-}
-
-function smtpSource(port: number, sessions: number, messages: number, perConnection: boolean): Promise<{ seconds: number; ok: boolean; out: string }> {
-  const args = ['-l', '10240', '-m', String(messages), '-s', String(sessions), '-f', 'src@example.org', '-t', 'dst@example.net', ...(perConnection ? ['-d'] : []), `127.0.0.1:${port}`];
-  const t0 = process.hrtime.bigint();
-  return new Promise((resolve) => {
-    execFile(SMTP_SOURCE, args, { timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ seconds: Number(process.hrtime.bigint() - t0) / 1e9, ok: !err, out: String(stdout) + String(stderr) });
-    });
-  });
-}
-
 interface Row {
   target: string;
   load: string;
@@ -155,16 +84,15 @@ async function main(): Promise<void> {
     return;
   }
   const dir = mkdtempSync(join(tmpdir(), 'sluice-hold-bench-'));
-  const sinkPort = await freePort();
-  const asRoot = process.getuid?.() === 0;
-  const sink = spawn(SMTP_SINK, [...(asRoot ? ['-u', 'nobody'] : []), '-h', 'sink.bench', `127.0.0.1:${sinkPort}`, '1024'], { stdio: 'ignore' });
   const rows: Row[] = [];
+  let sink: Awaited<ReturnType<typeof startSinkProcess>> | undefined;
   try {
-    await waitPort(sinkPort);
+    sink = await startSinkProcess();
+    const sinkPort = sink.port;
     for (const target of TARGETS) {
       const port = await freePort();
       const cfg: DoorChildConfig = { listenPort: port, upstreamPort: sinkPort, hold: target.hold, holdMemory: target.holdMemory, holdDir: dir };
-      const child = await startChild([HERE, '--door', JSON.stringify(cfg)]);
+      const child = await startReadyChild(process.execPath, [HERE, '--door', JSON.stringify(cfg)], 'door');
       try {
         await smtpSource(port, 4, 40, false); // warm-up
         for (const load of LOADS) {
@@ -177,7 +105,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    sink.kill('SIGKILL');
+    sink?.child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
   const pad = (s: string, n: number): string => s.padEnd(n);

@@ -13,15 +13,14 @@
  * 100 MB message (RSS growth of the sluice process and MB/s).
  * Prints a table and one `BENCH_JSON {...}` line. Bounded: well under 3 minutes.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort, SMTP_SINK, SMTP_SOURCE, smtpSource, startReadyChild, startSinkProcess, stopChild, waitPort } from './bench-util.js';
 
-const SMTP_SINK = '/usr/sbin/smtp-sink';
-const SMTP_SOURCE = '/usr/sbin/smtp-source';
 const PROXSMTPD = '/usr/sbin/proxsmtpd';
 const HERE = fileURLToPath(import.meta.url);
 const BUILD_ROOT = join(dirname(HERE), '..');
@@ -90,92 +89,15 @@ async function runIdleUpstreamChild(port: number): Promise<void> {
 
 // ------------------------------------------------------------------------------------------------- helpers
 
-async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const p = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-function startChild(cmd: string, args: string[]): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`${cmd} did not start: ${out}`)), 15_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('READY')) {
-        clearTimeout(t);
-        resolve(child);
-      }
-    });
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`${cmd} exited (${code}): ${out}`));
-    });
-  });
-}
-
-async function waitPort(port: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((res) => {
-      const s = connect({ host: '127.0.0.1', port });
-      s.on('connect', () => {
-        s.destroy();
-        res(true);
-      });
-      s.on('error', () => res(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`port ${port} not listening`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), 3000);
-  await gone;
-  clearTimeout(t);
-}
-
 function rssKb(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
   const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : 0;
 }
 
-async function startSink(): Promise<{ port: number; child: ChildProcess }> {
-  const port = await freePort();
-  const asRoot = process.getuid?.() === 0;
-  const child = spawn(SMTP_SINK, [...(asRoot ? ['-u', 'nobody'] : []), '-h', 'sink.bench', `127.0.0.1:${port}`, '1024'], { stdio: 'ignore' });
-  await waitPort(port);
-  return { port, child };
-}
-
-function smtpSource(port: number, sessions: number, messages: number, perConnection: boolean): Promise<{ seconds: number; ok: boolean; out: string }> {
-  const args = ['-l', '10240', '-m', String(messages), '-s', String(sessions), '-f', 'src@example.org', '-t', 'dst@example.net', ...(perConnection ? ['-d'] : []), `127.0.0.1:${port}`];
-  const t0 = process.hrtime.bigint();
-  return new Promise((resolve) => {
-    execFile(SMTP_SOURCE, args, { timeout: 60_000 }, (err, stdout, stderr) => {
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      resolve({ seconds, ok: !err, out: String(stdout) + String(stderr) });
-    });
-  });
-}
-
 async function startDoor(upstreamPort: number, rules: string): Promise<{ port: number; child: ChildProcess }> {
   const port = await freePort();
   const cfg: DoorChildConfig = { listenPort: port, upstreamPort, rules };
-  const child = await startChild(process.execPath, [HERE, '--door', JSON.stringify(cfg)]);
+  const child = await startReadyChild(process.execPath, [HERE, '--door', JSON.stringify(cfg)]);
   return { port, child };
 }
 
@@ -232,7 +154,7 @@ async function idleSessions(sinkPort: number): Promise<{ sessions: number; rssMb
   // The sluice child holds two sockets per session (client + upstream); keep headroom for everything else.
   const n = Math.min(10_000, Math.floor((limit - 300) / 2));
   const upPort = await freePort();
-  const upstream = await startChild(process.execPath, [HERE, '--idle-upstream', String(upPort)]);
+  const upstream = await startReadyChild(process.execPath, [HERE, '--idle-upstream', String(upPort)]);
   const door = await startDoor(upPort, ACCEPT_ALL);
   const clients: Socket[] = [];
   try {
@@ -358,14 +280,14 @@ async function main(): Promise<void> {
   }
   const started = Date.now();
   const rows: Row[] = [];
-  const sink = await startSink();
+  const sink = await startSinkProcess();
   const tmp = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
   const notes: string[] = [];
   try {
     await throughput(rows, 'direct', sink.port);
     {
       const port = await freePort();
-      const pipe = await startChild(process.execPath, [HERE, '--pipe', String(port), String(sink.port)]);
+      const pipe = await startReadyChild(process.execPath, [HERE, '--pipe', String(port), String(sink.port)]);
       await throughput(rows, 'node-pipe', port);
       await stopChild(pipe);
     }

@@ -25,7 +25,7 @@
  * The throughput scenarios run PASSES times, interleaved; the best pass counts (the machine is shared).
  * Prints a table and one `BENCH_JSON {...}` line.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -42,13 +42,11 @@ import { compileRules, MemoryLockStore, PolicyEngine } from '../lib/policy/index
 import { createScannerSet } from '../lib/scanners/scanner-set.js';
 import { NO_SCANNERS } from '../lib/scanners/scanner.js';
 import { clamdAvailable, startClamd } from '../spec/helpers/clamd.js';
-import { freePort } from '../spec/helpers/ports.js';
 import { postfixAvailable, startPostfix } from '../spec/helpers/postfix.js';
 import { EICAR } from '../spec/helpers/scan-samples.js';
+import { freePort, rawInstream as rawInstreamChunked, SMTP_SINK, SMTP_SOURCE, startReadyChild, startSinkProcess, stopChild } from './bench-util.js';
 
 const SELF = fileURLToPath(import.meta.url);
-const SMTP_SINK = '/usr/sbin/smtp-sink';
-const SMTP_SOURCE = '/usr/sbin/smtp-source';
 const KB100 = 100 * 1024;
 const MB10 = 10 * 1024 * 1024;
 const CLAMD_CHUNK = 64 * 1024;
@@ -104,57 +102,7 @@ interface Child {
 async function startDoor(kind: DoorConfig['kind'], clamd: string | undefined, upstreamPort?: number): Promise<Child> {
   const port = await freePort();
   const cfg: DoorConfig = { kind, port, ...(upstreamPort !== undefined ? { upstreamPort } : {}), ...(clamd ? { clamd } : {}) };
-  const child = spawn(process.execPath, [SELF, '--door', JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`door did not start: ${out}`)), 15_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('READY')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`door exited (${code}): ${out}`));
-    });
-  });
-  return { port, child };
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), 3000);
-  await gone;
-  clearTimeout(t);
-}
-
-async function waitPort(port: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((res) => {
-      const s = connect({ host: '127.0.0.1', port });
-      s.on('connect', () => {
-        s.destroy();
-        res(true);
-      });
-      s.on('error', () => res(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`port ${port} not listening`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function startSink(): Promise<Child> {
-  const port = await freePort();
-  const asRoot = process.getuid?.() === 0;
-  const child = spawn(SMTP_SINK, [...(asRoot ? ['-u', 'nobody'] : []), '-h', 'sink.bench', `127.0.0.1:${port}`, '1024'], { stdio: 'ignore' });
-  await waitPort(port);
+  const child = await startReadyChild(process.execPath, [SELF, '--door', JSON.stringify(cfg)], 'door');
   return { port, child };
 }
 
@@ -293,32 +241,8 @@ async function eicarThroughIntercept(port: number): Promise<string> {
 // ------------------------------------------------------------------------------------------------ clamd raw
 
 /** clamd's own time for `data`: the framed bytes written in one go, until the reply. */
-async function rawInstream(socketPath: string, data: Buffer): Promise<number> {
-  const framed: Buffer[] = [Buffer.from('zINSTREAM\0')];
-  for (let off = 0; off < data.length; off += CLAMD_CHUNK) {
-    const piece = data.subarray(off, Math.min(off + CLAMD_CHUNK, data.length));
-    const h = Buffer.alloc(4);
-    h.writeUInt32BE(piece.length);
-    framed.push(h, piece);
-  }
-  framed.push(Buffer.alloc(4));
-  const all = Buffer.concat(framed);
-  const t0 = process.hrtime.bigint();
-  await new Promise<void>((resolve, reject) => {
-    const s = connect({ path: socketPath });
-    let reply = '';
-    s.on('connect', () => s.write(all));
-    s.on('data', (d: Buffer) => {
-      reply += d.toString('latin1');
-      if (reply.includes('\0')) {
-        s.destroy();
-        if (!reply.includes('OK')) reject(new Error(`unexpected clamd reply ${reply}`));
-        else resolve();
-      }
-    });
-    s.on('error', reject);
-  });
-  return Number(process.hrtime.bigint() - t0) / 1e6;
+function rawInstream(socketPath: string, data: Buffer): Promise<number> {
+  return rawInstreamChunked(socketPath, data, CLAMD_CHUNK);
 }
 
 /** clamd alone: 100 KB messages per second on a plain socket, `inFlight` at once, for `seconds`. */
@@ -540,7 +464,7 @@ async function interceptRates(sinkPort: number, clamd: string | undefined, rows:
 
 async function milterPostfixRate(clamd: string | undefined, rows: Rate[]): Promise<void> {
   const target = clamd ? 'postfix+milter+clamd' : 'postfix+milter';
-  const sink = await startSink();
+  const sink = await startSinkProcess();
   const door = await startDoor('milter', clamd);
   try {
     const pf = await startPostfix({
@@ -683,7 +607,7 @@ async function main(): Promise<void> {
   const notes: string[] = [];
   let large: Large | undefined;
   const clamd = await startClamd({ streamMaxLength: '25M' });
-  const sink = await startSink();
+  const sink = await startSinkProcess();
   try {
     for (let pass = 1; pass <= PASSES; pass++) {
       const rows: Rate[] = [];

@@ -7,12 +7,12 @@
  * Each scenario runs in a fresh process against the same clamd. Prints a table and one `BENCH_JSON ` line.
  */
 import { spawn } from 'node:child_process';
-import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { NULL_LOGGER } from '../lib/core/logger.js';
 import { createScannerSet } from '../lib/scanners/scanner-set.js';
 import { startClamd } from '../spec/helpers/clamd.js';
 import { startSpamd } from '../spec/helpers/spamd.js';
+import { rawInstream as rawInstreamChunked } from './bench-util.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const CHUNK = 64 * 1024;
@@ -38,32 +38,8 @@ function unique(template: Buffer): Buffer {
 }
 
 /** clamd's own time: the framed bytes written in one go, until the reply. */
-async function rawInstream(socketPath: string, data: Buffer): Promise<number> {
-  const framed: Buffer[] = [Buffer.from('zINSTREAM\0')];
-  for (let off = 0; off < data.length; off += CHUNK) {
-    const piece = data.subarray(off, Math.min(off + CHUNK, data.length));
-    const h = Buffer.alloc(4);
-    h.writeUInt32BE(piece.length);
-    framed.push(h, piece);
-  }
-  framed.push(Buffer.alloc(4));
-  const all = Buffer.concat(framed);
-  const t0 = process.hrtime.bigint();
-  await new Promise<void>((resolve, reject) => {
-    const s = connect({ path: socketPath });
-    let reply = '';
-    s.on('connect', () => s.write(all));
-    s.on('data', (d) => {
-      reply += d.toString('latin1');
-      if (reply.includes('\0')) {
-        s.destroy();
-        if (!reply.includes('OK')) reject(new Error(`unexpected reply ${reply}`));
-        else resolve();
-      }
-    });
-    s.on('error', reject);
-  });
-  return Number(process.hrtime.bigint() - t0) / 1e6;
+function rawInstream(socketPath: string, data: Buffer): Promise<number> {
+  return rawInstreamChunked(socketPath, data, CHUNK);
 }
 
 async function viaSet(set: ReturnType<typeof createScannerSet>, data: Buffer): Promise<number> {
