@@ -65,3 +65,21 @@ export async function openData(c: RawClient): Promise<void> {
   await c.cmd('RCPT TO:<c@d.example>');
   await c.cmd('DATA');
 }
+
+/**
+ * One message over a fresh raw client to 127.0.0.1:`port`: greeting, EHLO client.test, MAIL FROM:<a@example.org>,
+ * RCPT TO:<`rcpt`>, DATA (which must answer 354), then `content` and the final dot; the reply to the dot.
+ */
+export async function sendOneMessage(port: number, rcpt: string, content: string, timeoutMs = 30_000): Promise<string> {
+  const c = await rawClient(port);
+  try {
+    await greet(c);
+    await c.cmd('MAIL FROM:<a@example.org>');
+    await c.cmd(`RCPT TO:<${rcpt}>`);
+    const data = await c.cmd('DATA');
+    if (!/^354 /.test(data)) throw new Error(`DATA answered ${JSON.stringify(data)}, not 354`);
+    return await c.cmd(`${content}\r\n.`, timeoutMs);
+  } finally {
+    c.close();
+  }
+}

@@ -14,7 +14,7 @@ import { clamdAvailable, startClamd, type RunningClamd } from '../helpers/clamd.
 import { writeScript } from '../helpers/filter-scripts.js';
 import { realPolicy, startInterceptDoor, type InterceptHarness } from '../helpers/intercept-harness.js';
 import { GTUBE } from '../helpers/scan-samples.js';
-import { rawClient } from '../helpers/smtp-raw-client.js';
+import { sendOneMessage } from '../helpers/relay-fixture.js';
 import { smtpSinkAvailable, startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
 import { spamdAvailable, startSpamd, type RunningSpamd } from '../helpers/spamd.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
@@ -26,18 +26,8 @@ rule filter-refused at eom: filter.code >= 400 => reject 554 5.7.0 "Refused by t
 rule too-big-to-scan at eom: scanner(clamd) skipped => reject 552 5.3.4 "Too big for the virus scanner"
 `;
 
-async function send(port: number, rcpt: string, body: string): Promise<string> {
-  const c = await rawClient(port);
-  try {
-    await c.reply();
-    await c.cmd('EHLO client.test');
-    await c.cmd('MAIL FROM:<a@example.org>');
-    await c.cmd(`RCPT TO:<${rcpt}>`);
-    assert.match(await c.cmd('DATA'), /^354 /);
-    return await c.cmd(`Subject: scan me\r\n\r\n${body}\r\n.`, 30_000);
-  } finally {
-    c.close();
-  }
+function send(port: number, rcpt: string, body: string): Promise<string> {
+  return sendOneMessage(port, rcpt, `Subject: scan me\r\n\r\n${body}`);
 }
 
 describe('intercept door with spamd, the filter command and a size-capped clamd (real rule engine)', function () {

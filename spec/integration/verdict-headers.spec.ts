@@ -28,7 +28,7 @@ import { doorDeps, lockStoreIn } from '../helpers/postfix-door-deps.js';
 import { freePort } from '../helpers/ports.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { EICAR, GTUBE } from '../helpers/scan-samples.js';
-import { rawClient } from '../helpers/smtp-raw-client.js';
+import { sendOneMessage } from '../helpers/relay-fixture.js';
 import { smtpSinkAvailable, startSmtpSink, type SinkMessage, type SmtpSink } from '../helpers/smtp-sink.js';
 import { spamdAvailable, startSpamd, type RunningSpamd } from '../helpers/spamd.js';
 import { swaks, swaksAvailable } from '../helpers/swaks.js';
@@ -192,18 +192,8 @@ describe('scanner verdict headers on delivered mail (clamd, spamd)', function ()
       await sink?.stop();
     });
 
-    async function send(rcpt: string, subject: string, body: string): Promise<string> {
-      const c = await rawClient(h!.port);
-      try {
-        await c.reply();
-        await c.cmd('EHLO client.test');
-        await c.cmd('MAIL FROM:<a@example.org>');
-        await c.cmd(`RCPT TO:<${rcpt}>`);
-        assert.match(await c.cmd('DATA'), /^354 /);
-        return await c.cmd(`Subject: ${subject}\r\nFrom: a@example.org\r\n\r\n${body}\r\n.`, 30_000);
-      } finally {
-        c.close();
-      }
+    function send(rcpt: string, subject: string, body: string): Promise<string> {
+      return sendOneMessage(h!.port, rcpt, `Subject: ${subject}\r\nFrom: a@example.org\r\n\r\n${body}`);
     }
     const atSink = (rcpt: string) => sink!.messages().filter((m) => m.recipients.includes(rcpt));
 
