@@ -7,6 +7,8 @@ import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import { isMap, isSeq, type Node } from 'yaml';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
+import { dnsListZoneProblems } from '../policy/dnsbl.js';
+import { parseCodeEntry } from '../policy/dnsbl-codes.js';
 import {
   bool,
   int,
@@ -238,13 +240,28 @@ const dns = object<DnsConfig>({
   cacheSize: withDefault(int(0, 10_000_000), 10_000),
 });
 
+/** A DNS list answer code: an IPv4 address, range "a-b" or CIDR (list answers are A records). */
+const answerCode = scalar('an IPv4 address, range a-b or CIDR such as 127.0.0.2, 127.0.0.2-127.0.0.11 or 127.0.0.0/8', (v) => {
+  if (typeof v !== 'string') return new Problem(`expected an IPv4 address, range or CIDR, got ${JSON.stringify(v)}`);
+  const r = parseCodeEntry(v);
+  if (typeof r === 'string') return new Problem(r, isIP(v.split('/')[0] ?? '') === 6 ? 'DNS list answers are A records: write IPv4 codes such as 127.0.0.2' : undefined);
+  return v.trim();
+});
+
 const dnsList = object<DnsListConfig>(
   {
     name: required(scalar('a name such as spamhaus', (v) => (typeof v === 'string' && /^[a-z][a-z0-9_-]{0,63}$/i.test(v) ? v : new Problem(`${JSON.stringify(v)} is not a list name (letters, digits, - and _; starting with a letter)`)))),
     zone: required(domainName),
     type: withDefault(oneOf(['ip', 'domain'] as const), 'ip'),
-    listed: withDefault(list(cidr, { min: 1 }), () => [{ address: '127.0.0.0', prefix: 8, family: 4 as const }]),
-    errorCodes: withDefault(list(cidr), () => [{ address: '127.255.255.0', prefix: 24, family: 4 as const }]),
+    listed: withDefault(list(answerCode, { min: 1 }), () => ['127.0.0.0/8']),
+    errorCodes: withDefault(list(answerCode), () => ['127.255.255.0/24']),
+  },
+  (v, ctx, view) => {
+    // Whatever else the DNS list provider would refuse at start (e.g. a one-label zone), refused here instead.
+    for (const problem of dnsListZoneProblems({ name: v.name, zone: v.zone, kind: v.type, listed: v.listed, errors: v.errorCodes })) {
+      const prop = problem.startsWith('zone ') ? 'zone' : problem.startsWith('listed') ? 'listed' : problem.startsWith('errors') ? 'errorCodes' : 'name';
+      ctx.error(view.valueNode(prop) ?? view.node, 'config/value', `${view.pathOf(prop)}: ${problem}`);
+    }
   },
 );
 

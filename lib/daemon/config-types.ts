@@ -46,10 +46,10 @@ export interface DnsListConfig {
   readonly zone: string;
   /** ip: DNSBL/DNSWL of client addresses; domain: RHSBL of domain names. */
   readonly type: 'ip' | 'domain';
-  /** A records that mean "listed". */
-  readonly listed: readonly Cidr[];
+  /** A records that mean "listed": IPv4 addresses, ranges "a-b" or CIDRs. */
+  readonly listed: readonly string[];
   /** A records that mean "the list refused the query" (e.g. Spamhaus 127.255.255.0/24): an error, not a listing. */
-  readonly errorCodes: readonly Cidr[];
+  readonly errorCodes: readonly string[];
 }
 
 export interface SpfConfig {

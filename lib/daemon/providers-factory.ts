@@ -9,7 +9,7 @@ import { DnsLists, type DnsListZoneOptions } from '../policy/dnsbl.js';
 import type { LockStore } from '../policy/lock-store.js';
 import { SYSTEM_CLOCK, type DnsListProvider, type PolicyProviders, type SpfProvider } from '../policy/providers.js';
 import type { DnsListConfig, SluiceConfig } from './config-types.js';
-import { formatCidr, formatHostPort } from './config-units.js';
+import { formatHostPort } from './config-units.js';
 
 export interface BuiltProviders {
   readonly providers: PolicyProviders;
@@ -18,7 +18,7 @@ export interface BuiltProviders {
 
 /** The dns_lists section as the DNS list provider wants it. */
 export function dnsListZones(lists: readonly DnsListConfig[]): DnsListZoneOptions[] {
-  return lists.map((l) => ({ name: l.name, zone: l.zone, kind: l.type, listed: l.listed.map(formatCidr), errors: l.errorCodes.map(formatCidr) }));
+  return lists.map((l) => ({ name: l.name, zone: l.zone, kind: l.type, listed: l.listed, errors: l.errorCodes }));
 }
 
 export async function buildProviders(config: SluiceConfig, locks: LockStore, logger: Logger): Promise<BuiltProviders> {

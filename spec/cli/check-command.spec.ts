@@ -76,6 +76,24 @@ describe('sluice check (built binary)', function () {
     assert.match(r.stdout, /; 1 rule file, 1 rule\n$/);
   });
 
+  it('refuses DNS list answer codes that are not IPv4 (list answers are A records), with positions', () => {
+    writeFileSync(
+      join(tmp.path, 's.yaml'),
+      'dns_lists:\n  - name: zen\n    zone: zen.example.test\n    listed: [127.0.0.2-127.0.0.11, "::1"]\n    error_codes: [127.255.255.0/33]\npolicyd: { listen: 127.0.0.1:10029 }\n',
+    );
+    const r = sluice(tmp.path, 'check', '-c', 's.yaml');
+    assert.equal(r.status, 1);
+    assert.deepEqual(
+      r.stderr.split('\n').filter((l) => / error\[/.test(l)),
+      [
+        `${join(tmp.path, 's.yaml')}:4:36: error[config/value]: dns_lists[0].listed[1]: not an IPv4 address, range or CIDR: "::1"`,
+        `${join(tmp.path, 's.yaml')}:5:19: error[config/value]: dns_lists[0].error_codes[0]: not an IPv4 CIDR: "127.255.255.0/33"`,
+      ],
+    );
+    assert.match(r.stderr, /hint: DNS list answers are A records: write IPv4 codes such as 127\.0\.0\.2\n/);
+    assert.match(r.stderr, /sluice check: 2 problems found\n$/);
+  });
+
   it('exits 1 when the file does not exist', () => {
     const r = sluice(tmp.path, 'check', '-c', 'missing.yaml');
     assert.equal(r.status, 1);

@@ -231,6 +231,21 @@ drain_timeot: 5s
       assert.equal(c.intercept[0]?.transparent, true);
     });
 
+    it('takes DNS list answer codes as IPv4 addresses, ranges and CIDRs, and refuses anything else where it is written', () => {
+      const c = parseConfig(MIN + 'dns_lists:\n  - { name: bl, zone: bl.test, listed: [127.0.0.2, 127.0.0.4-127.0.0.11, 127.0.1.0/24] }\n', FILE);
+      assert.deepEqual(c.dnsLists[0]?.listed, ['127.0.0.2', '127.0.0.4-127.0.0.11', '127.0.1.0/24']);
+      assert.deepEqual(c.dnsLists[0]?.errorCodes, ['127.255.255.0/24']);
+      assert.deepEqual(firstLines(MIN + 'dns_lists:\n  - { name: bl, zone: bl.test, listed: ["2001:db8::/32", 127.0.0.9-127.0.0.2], error_codes: [5] }\n'), [
+        '/etc/sluice/sluice.yaml:5:41: error[config/value]: dns_lists[0].listed[0]: not an IPv4 CIDR: "2001:db8::/32"',
+        '/etc/sluice/sluice.yaml:5:58: error[config/value]: dns_lists[0].listed[1]: range runs backwards: "127.0.0.9-127.0.0.2"',
+        '/etc/sluice/sluice.yaml:5:94: error[config/value]: dns_lists[0].error_codes[0]: expected an IPv4 address, range or CIDR, got 5',
+      ]);
+      // What the DNS list provider would refuse at start (a one-label zone) is refused at load.
+      assert.deepEqual(firstLines(MIN + 'dns_lists: [{ name: bl, zone: localhost }]\n'), [
+        '/etc/sluice/sluice.yaml:4:31: error[config/value]: dns_lists[0].zone: zone "localhost" is not a DNS name',
+      ]);
+    });
+
     it('refuses two doors on one address', () => {
       assert.deepEqual(firstLines(MIN + 'policyd: { listen: 127.0.0.1:10025 }\n'), [
         '/etc/sluice/sluice.yaml:4:10: error[config/conflict]: policyd.listen: the address is already used by intercept[0]',
