@@ -49,6 +49,21 @@ function engine(locks: LockStore): PolicyEngine {
   return new PolicyEngine(compileRules([{ file: 'verdict.rules', text: RULES }]), { locks, clock: SYSTEM_CLOCK }, { proxyName: 'sluice.test', verdictHeaders: true });
 }
 
+/** swaks through the private Postfix: HELO client.example, sender@example.org → `to`, with `body`. */
+function sendVia(pf: PostfixInstance, to: string, body: string): ReturnType<typeof swaks> {
+  return swaks({ server: pf.host, port: pf.smtpPort, helo: 'client.example', from: 'sender@example.org', to, body });
+}
+
+/** The message Postfix's sink got for `rcpt`, waiting up to 20 s; undefined if none came. */
+async function deliveredVia(pf: PostfixInstance, rcpt: string): Promise<SinkMessage | undefined> {
+  const end = Date.now() + 20_000;
+  for (;;) {
+    const m = pf.sink!.messages().find((x) => x.recipients.includes(rcpt));
+    if (m || Date.now() > end) return m;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 describe('scanner verdict headers on delivered mail (clamd, spamd)', function () {
   this.timeout(120_000);
   const temp = makeTempDir('sluice-verdict-');
@@ -96,15 +111,8 @@ describe('scanner verdict headers on delivered mail (clamd, spamd)', function ()
       await locks?.close();
     });
 
-    const send = (to: string, body: string) => swaks({ server: pf!.host, port: pf!.smtpPort, helo: 'client.example', from: 'sender@example.org', to, body });
-    const deliveredTo = async (rcpt: string): Promise<SinkMessage | undefined> => {
-      const end = Date.now() + 20_000;
-      for (;;) {
-        const m = pf!.sink!.messages().find((x) => x.recipients.includes(rcpt));
-        if (m || Date.now() > end) return m;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    };
+    const send = (to: string, body: string) => sendVia(pf!, to, body);
+    const deliveredTo = (rcpt: string): Promise<SinkMessage | undefined> => deliveredVia(pf!, rcpt);
 
     it('clean mail is delivered with X-Virus-Status: Clean and X-Spam-Status: No', async () => {
       const r = await send('clean@example.net', 'Hello, nothing to see here.');
@@ -148,17 +156,10 @@ describe('scanner verdict headers on delivered mail (clamd, spamd)', function ()
       await locks?.close();
     });
 
-    const deliveredTo = async (rcpt: string): Promise<SinkMessage | undefined> => {
-      const end = Date.now() + 20_000;
-      for (;;) {
-        const m = pf!.sink!.messages().find((x) => x.recipients.includes(rcpt));
-        if (m || Date.now() > end) return m;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    };
+    const deliveredTo = (rcpt: string): Promise<SinkMessage | undefined> => deliveredVia(pf!, rcpt);
 
     it('clean mail and GTUBE are delivered with their verdict headers', async () => {
-      const send = (to: string, body: string) => swaks({ server: pf!.host, port: pf!.smtpPort, helo: 'client.example', from: 'sender@example.org', to, body });
+      const send = (to: string, body: string) => sendVia(pf!, to, body);
       assert.equal((await send('clean@example.net', 'Nothing to see.')).code, 0);
       assert.equal((await send('spam@example.net', `${GTUBE}\n`)).code, 0);
       const clean = await deliveredTo('clean@example.net');
