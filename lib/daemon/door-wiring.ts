@@ -4,13 +4,10 @@
  */
 import { createInterceptDoor, type InterceptDoorOptions } from '../intercept/intercept-door.js';
 import { mkdirSync, statSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { createFilterDoor } from '../milter/filter-door.js';
 import { createMilterDoor } from '../milter/milter-door.js';
-import type { FilterQuarantine } from '../milter/filter-session.js';
 import type { InterceptListenerConfig, SluiceConfig } from './config-types.js';
-import { QuarantineStore } from './quarantine-store.js';
 import { createPolicyDoor } from '../milter/policy-door.js';
 import { formatCidr, type ListenAddress } from './config-units.js';
 import { DoorRegistry } from './door-registry.js';
@@ -38,7 +35,6 @@ export function builtinDoors(): DoorRegistry {
           maxMessageSize: s.maxMessageSize,
           allowFrom: s.allowFrom.map(formatCidr),
           spoolDir: spoolDir(config),
-          quarantine: filterQuarantine(config),
           connectTimeoutMs: config.limits.connectTimeout,
         },
         deps,
@@ -83,25 +79,6 @@ function existingDir(dir: string, what: string): string {
   }
   if (!ok) throw new Error(`${what}: ${dir} is not an existing directory`);
   return dir;
-}
-
-/** The filter door's quarantine: the shared quarantine store (`sluice quarantine` lists and releases from it). */
-function filterQuarantine(config: SluiceConfig): FilterQuarantine {
-  let store: QuarantineStore | undefined;
-  return async (content, info) => {
-    store ??= new QuarantineStore(config.quarantine.dir);
-    await store.add(
-      {
-        sender: info.sender,
-        recipients: info.recipients,
-        client: { ip: isIP(info.client) ? info.client : '0.0.0.0', port: 0 },
-        sessionId: info.sessionId,
-        door: 'filter',
-        reason: info.reason,
-      },
-      content,
-    );
-  };
 }
 
 /** state_dir/spool: parent of the doors' private spool directories. */

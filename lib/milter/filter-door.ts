@@ -24,7 +24,7 @@ export interface FilterDoorOptions {
   readonly allowFrom?: readonly string[];
   /** Parent directory for the private spool directory (default the OS temp dir). */
   readonly spoolDir?: string;
-  /** Where quarantined messages go; without it a quarantine verdict tempfails (the mail stays queued). */
+  /** Where quarantined messages go instead of `deps.quarantine`; with neither a quarantine verdict tempfails (the mail stays queued). */
   readonly quarantine?: FilterQuarantine;
   readonly connectTimeoutMs?: number;
 }

@@ -19,6 +19,7 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../core/logger.js';
 import type { Limits } from '../core/limits.js';
+import { quarantineMetaFromTransaction } from '../core/quarantine-sink.js';
 import { formatReply, replyProblem, type SmtpReply } from '../core/smtp-reply.js';
 import type { RuleStage } from '../core/stage.js';
 import { acceptRecipient, reduceTransaction, startTransaction, type Transaction } from '../core/transaction.js';
@@ -35,7 +36,10 @@ import { HeaderRewriter } from './filter-headers.js';
 import { NextHopClient, NextHopError, type NextHopOptions } from './filter-next-hop.js';
 import { encodeXForward, parseXForward, xforwardAddress, xforwardNamesFromEhlo, XFORWARD_NAMES, type XForwardAttrs } from './filter-xforward.js';
 
-/** Where a quarantined message goes (the daemon's quarantine store); without one, quarantine tempfails. */
+/**
+ * A quarantine callback instead of `DoorDeps.quarantine` (the daemon's store, used when this is absent); with
+ * neither, a quarantine verdict tempfails.
+ */
 export type FilterQuarantine = (content: Readable, info: { readonly sessionId: string; readonly client: string; readonly sender: string; readonly recipients: readonly string[]; readonly reason: string }) => Promise<void>;
 
 export interface FilterSessionConfig {
@@ -541,15 +545,16 @@ export class FilterSession {
       return await this.finish();
     }
     if (decision?.action === 'quarantine') {
-      if (this.cfg.quarantine) {
+      const reason = decision.reason ?? 'quarantined by policy';
+      const sink = this.deps.quarantine;
+      if (this.cfg.quarantine || sink) {
         try {
-          await this.cfg.quarantine(d.spool.open(), {
-            sessionId: msg.tx.session.id,
-            client: msg.tx.session.client.ip,
-            sender: msg.sender,
-            recipients: msg.recipients,
-            reason: decision.reason ?? 'quarantined by policy',
-          });
+          if (this.cfg.quarantine) {
+            await this.cfg.quarantine(d.spool.open(), { sessionId: msg.tx.session.id, client: msg.tx.session.client.ip, sender: msg.sender, recipients: msg.recipients, reason });
+          } else {
+            const meta = quarantineMetaFromTransaction(msg.tx, reason, decision.hits[decision.hits.length - 1]?.rule);
+            await sink!.add({ ...meta, sender: msg.sender, recipients: msg.recipients }, d.spool.open());
+          }
           this.write(R.quarantined);
           this.log.info({ ...logFields, action: 'quarantine' }, 'filter message quarantined');
         } catch (err) {

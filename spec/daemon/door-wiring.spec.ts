@@ -5,6 +5,10 @@ import { join } from 'node:path';
 import { Daemon } from '../../lib/daemon/daemon.js';
 import { parseConfig } from '../../lib/daemon/config-loader.js';
 import { builtinDoors, interceptDoorOptions, milterListen } from '../../lib/daemon/door-wiring.js';
+import { QuarantineStore } from '../../lib/daemon/quarantine-store.js';
+import { requirePeer } from '../helpers/ci-guard.js';
+import { rawClient } from '../helpers/smtp-raw-client.js';
+import { smtpSinkAvailable, startSmtpSink } from '../helpers/smtp-sink.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 
 /** Sends one policy-delegation request and returns the raw answer. */
@@ -133,5 +137,46 @@ policyd: { listen: "127.0.0.1:0" }
     const firstMs = await firstClosed;
     assert.ok(secondMs < 250, `second connection closed after ${secondMs} ms`);
     assert.ok(firstMs >= 250 && firstMs < 2000, `first connection closed after ${firstMs} ms`);
+  });
+
+  it('the filter door quarantines through the daemon\'s quarantine store (DoorDeps.quarantine), with the rule and client', async function () {
+    requirePeer(this, smtpSinkAvailable, 'smtp-sink (postfix)');
+    const sink = await startSmtpSink();
+    try {
+      writeFileSync(join(tmp.path, 'q.rules'), 'rule hold_it at eom: header("Subject") ~ /quarantine me/ => quarantine "held for review"\n');
+      const file = join(tmp.path, 'sluice.yaml');
+      writeFileSync(
+        file,
+        `hostname: gw.test\nrules: q.rules\nstate_dir: state\nlocks: { store: memory }\nspf: { enabled: false }\nquarantine: { dir: q }\nfilter: { listen: "127.0.0.1:0", next_hop: "127.0.0.1:${sink.port}" }\n`,
+      );
+      daemon = await Daemon.start({ configPath: file, registry: builtinDoors(), logWrite: () => undefined });
+      const port = Number(/:(\d+)$/.exec(daemon.runningDoors.get('filter')?.addresses[0] ?? '')?.[1]);
+      const c = await rawClient(port);
+      try {
+        assert.match(await c.reply(), /^220 /);
+        await c.cmd('EHLO postfix.test');
+        assert.match(await c.cmd('XFORWARD ADDR=192.0.2.7 PORT=4321 HELO=client.example NAME=mx.client.example'), /^250 /);
+        assert.match(await c.cmd('MAIL FROM:<a@q.test>'), /^250 /);
+        assert.match(await c.cmd('RCPT TO:<b@q.test>'), /^250 /);
+        assert.match(await c.cmd('DATA'), /^354 /);
+        assert.equal(await c.cmd('Subject: please quarantine me\r\n\r\nbody\r\n.'), '250 2.0.0 Ok: held for review\r\n');
+        await c.cmd('QUIT');
+      } finally {
+        c.close();
+      }
+      const entries = await new QuarantineStore(join(tmp.path, 'q'), { create: false }).list();
+      assert.equal(entries.length, 1);
+      const e = entries[0]!;
+      assert.equal(e.door, 'filter');
+      assert.equal(e.reason, 'held for review');
+      assert.equal(e.rule, 'hold_it');
+      assert.equal(e.sender, 'a@q.test');
+      assert.deepEqual(e.recipients, ['b@q.test']);
+      assert.deepEqual(e.client, { ip: '192.0.2.7', port: 4321 });
+      assert.equal(e.helo, 'client.example');
+      assert.equal(sink.messages().length, 0, 'a quarantined message must not reach the next hop');
+    } finally {
+      await sink.stop();
+    }
   });
 });
