@@ -80,7 +80,6 @@ class ListenerServer extends EventEmitter implements InterceptListener {
     else this.bound = { ip: normalizeIp(listen.ip), port: listen.port };
     // Register the address as bound (':: ' stays wildcard; a mapped wildcard is still wildcard).
     this.unregister = registerOwnAddress({ ip: a && typeof a === 'object' ? a.address : listen.ip, port: this.bound.port });
-    this.logger.info({ listen: this.address, mode }, 'intercept listener started');
   }
 
   async close(): Promise<void> {

@@ -89,6 +89,10 @@ policyd: { listen: "127.0.0.1:0" }
     assert.equal(await greeting(port('filter')), '421 4.4.1 gw.test Next hop unavailable, try again later');
     assert.ok(existsSync(join(tmp.path, 'milter.sock')), 'milter socket created');
     assert.equal(logs.filter((l) => / INFO  door listening /.test(l)).length, 4);
+    // Logged once per intercept listener, by the door (with its name), not again by the listener itself.
+    const started = logs.filter((l) => /intercept listener started/.test(l));
+    assert.equal(started.length, 1, started.join(''));
+    assert.match(started[0] ?? '', /door=intercept/);
   });
 
   it('maps hold_memory, hold_dir, proxy_header_timeout and max_pending onto the intercept door options', () => {
