@@ -5,6 +5,9 @@
  *   milter-example Postfix with the sluice milter and the example ruleset (conf/rules; `trusted` emptied so
  *                  loopback test traffic is judged like outside mail instead of accepted at connect), inet socket
  *   milter-example-unix  the same over a unix-domain socket (smtpd_milters = unix:/path)
+ *   milter-example-tuned the recommended set-up: unix socket and `delayReject` (CONNECT/HELO/MAIL answered at RCPT)
+ *   libmilter-null reference floor: a C libmilter filter (bench/fixtures/milter-null.c, compiled on the fly) that
+ *                  skips headers/body and adds one header at EOM -- Postfix's own cost of a milter with an edit
  *   milter-accept  Postfix with the sluice milter and no rules (everything negotiated away: the protocol floor)
  *   filter         Postfix with the sluice filter door as content_filter (after-queue, re-injection)
  *   latency-*      one session, messages one after another: ms per message for Postfix alone, with the milter
@@ -38,7 +41,7 @@ import { postfixAvailable, startPostfix, type PostfixInstance } from '../spec/he
 const SESSIONS = 16;
 const MESSAGES = Number(process.env['MILTER_BENCH_MESSAGES'] ?? 1000);
 const BODY_BYTES = Math.max(1, Math.min(10_000_000, Number(process.env['MILTER_BENCH_BODY'] ?? 4000) || 4000));
-const SCENARIOS = ['codec', 'postfix', 'milter-example', 'milter-example-unix', 'milter-accept', 'filter', 'latency-postfix', 'latency-milter', 'latency-milter-nr'] as const;
+const SCENARIOS = ['codec', 'postfix', 'libmilter-null', 'milter-example', 'milter-example-unix', 'milter-example-tuned', 'milter-accept', 'filter', 'latency-postfix', 'latency-milter', 'latency-milter-nr'] as const;
 /** Single-session latency runs: messages sent one after another over one connection at a time. */
 const LATENCY_MESSAGES = 100;
 type Scenario = (typeof SCENARIOS)[number];
@@ -120,6 +123,25 @@ function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: nu
   });
 }
 
+/** Waits until something accepts connections on 127.0.0.1:port (5 s at most). */
+async function waitForPort(port: number): Promise<boolean> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      import('node:net').then(({ connect }) => {
+        const s = connect(port, '127.0.0.1');
+        s.once('connect', () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.once('error', () => resolve(false));
+      });
+    });
+    if (ok) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
 async function startSink(): Promise<{ port: number; child: ChildProcess }> {
   const port = await freePort();
   const child = spawn('/usr/sbin/smtp-sink', ['-u', 'nobody', '-h', 'sink.bench', `127.0.0.1:${port}`, '256'], { stdio: 'ignore' });
@@ -177,18 +199,19 @@ async function postfixScenario(scenario: Scenario): Promise<Result> {
   let door: Door | undefined;
   let pf: PostfixInstance | undefined;
   let socketDir: string | undefined;
+  let nullMilter: ChildProcess | undefined;
   try {
     const main = { relayhost: `[127.0.0.1]:${sink.port}`, default_process_limit: '40', smtpd_client_connection_count_limit: '0', smtpd_client_connection_rate_limit: '0' };
     const latency = scenario.startsWith('latency-');
     const sessions = latency ? 1 : SESSIONS;
     const messages = latency ? LATENCY_MESSAGES : MESSAGES;
-    if (scenario === 'milter-example' || scenario === 'milter-example-unix' || scenario === 'milter-accept' || scenario === 'latency-milter' || scenario === 'latency-milter-nr') {
+    if (scenario.startsWith('milter-example') || scenario === 'milter-accept' || scenario === 'latency-milter' || scenario === 'latency-milter-nr') {
       const port = await freePort();
       const policy = scenario.startsWith('milter-example') || scenario === 'latency-milter' ? exampleEngine() : new PolicyEngine(compileRules([]), { locks: new MemoryLockStore(), clock: { now: () => Date.now() } });
       const noReply = scenario === 'latency-milter-nr' || process.env['MILTER_BENCH_NOREPLY'] === '1';
-      const delayReject = process.env['MILTER_BENCH_DELAY_REJECT'] === '1';
+      const delayReject = scenario === 'milter-example-tuned' || process.env['MILTER_BENCH_DELAY_REJECT'] === '1';
       let unixPath: string | undefined;
-      if (scenario === 'milter-example-unix') {
+      if (scenario === 'milter-example-unix' || scenario === 'milter-example-tuned') {
         // Postfix's smtpd and cleanup run as `postfix`: a world-traversable directory and a 0666 socket.
         socketDir = mkdtempSync(join(tmpdir(), 'sluice-milter-bench-'));
         chmodSync(socketDir, 0o755);
@@ -196,7 +219,20 @@ async function postfixScenario(scenario: Scenario): Promise<Result> {
       }
       door = createMilterDoor({ listen: unixPath ? `unix:${unixPath}` : `inet:127.0.0.1:${port}`, noReply, delayReject, ...(unixPath ? { socketMode: 0o666 } : {}) }, deps(policy));
       await door.start();
-      pf = await startPostfix({ sink: false, snippets: ['milter'], ports: { 10030: port }, main: { ...main, non_smtpd_milters: '', ...(unixPath ? { smtpd_milters: `unix:${unixPath}` } : {}) } });
+      const pfOptions = { sink: false as const, snippets: ['milter'], ports: { 10030: port }, main: { ...main, non_smtpd_milters: '', ...(unixPath ? { smtpd_milters: `unix:${unixPath}` } : {}) } };
+      // A start can miss the harness's 10 s window on a loaded machine (seen now and then): try up to three times.
+      pf = await startPostfix(pfOptions)
+        .catch(() => startPostfix(pfOptions))
+        .catch(() => startPostfix(pfOptions));
+    } else if (scenario === 'libmilter-null') {
+      socketDir = mkdtempSync(join(tmpdir(), 'sluice-milter-bench-'));
+      const exe = join(socketDir, 'milter-null');
+      const cc = await run('cc', ['-O2', '-o', exe, join(repoRoot, 'bench', 'fixtures', 'milter-null.c'), '-lmilter', '-lpthread'], 60_000);
+      if (cc.code !== 0) return { scenario, note: `reference skipped: cannot build bench/fixtures/milter-null.c (cc + libmilter-dev): ${cc.out.slice(0, 200)}` };
+      const port = await freePort();
+      nullMilter = spawn(exe, [`inet:${port}@127.0.0.1`], { stdio: 'ignore' });
+      await waitForPort(port);
+      pf = await startPostfix({ sink: false, snippets: ['milter'], ports: { 10030: port }, main: { ...main, non_smtpd_milters: '' } });
     } else if (scenario === 'filter') {
       const port = await freePort();
       const reinject = await freePort();
@@ -242,6 +278,7 @@ async function postfixScenario(scenario: Scenario): Promise<Result> {
     await pf?.stop();
     await door?.stop(1000);
     sink.child.kill('SIGKILL');
+    nullMilter?.kill('SIGKILL');
     if (socketDir) rmSync(socketDir, { recursive: true, force: true });
   }
 }
@@ -282,7 +319,7 @@ async function main(): Promise<void> {
   const order: Scenario[] =
     only.length > 0
       ? only
-      : ['codec', 'postfix', 'milter-example', 'milter-example-unix', 'milter-accept', 'filter', 'postfix', 'milter-example', 'milter-example-unix', 'latency-postfix', 'latency-milter', 'latency-milter-nr'];
+      : ['codec', 'postfix', 'libmilter-null', 'milter-example', 'milter-example-tuned', 'milter-example-unix', 'milter-accept', 'filter', 'postfix', 'libmilter-null', 'milter-example', 'milter-example-tuned', 'latency-postfix', 'latency-milter', 'latency-milter-nr'];
   const runs: Result[] = [];
   for (const s of order) {
     const t0 = Date.now();
@@ -316,6 +353,8 @@ async function main(): Promise<void> {
     results: Object.fromEntries(results.map((r) => [r.scenario, r])),
     ratioMilterExample: limit && results.find((r) => r.scenario === 'milter-example')?.perSecond ? (results.find((r) => r.scenario === 'milter-example')!.perSecond as number) / limit : null,
     ratioMilterExampleUnix: limit && results.find((r) => r.scenario === 'milter-example-unix')?.perSecond ? (results.find((r) => r.scenario === 'milter-example-unix')!.perSecond as number) / limit : null,
+    ratioLibmilterNull: limit && results.find((r) => r.scenario === 'libmilter-null')?.perSecond ? (results.find((r) => r.scenario === 'libmilter-null')!.perSecond as number) / limit : null,
+    ratioMilterExampleTuned: limit && results.find((r) => r.scenario === 'milter-example-tuned')?.perSecond ? (results.find((r) => r.scenario === 'milter-example-tuned')!.perSecond as number) / limit : null,
   };
   process.stdout.write(`BENCH_JSON ${JSON.stringify(json)}\n`);
   // A scenario fails only if none of its runs succeeded.
