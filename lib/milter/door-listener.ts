@@ -1,6 +1,7 @@
 /**
- * The listener skeleton the Postfix-facing doors share (filter door, policy door): a TCP or unix-socket listen
- * address, a client allow-list for TCP, binding, and the stop-with-drain sequence of Door.stop.
+ * The listener skeleton the Postfix-facing doors share (filter door, policy door; the milter server binds with
+ * listenOn too): a TCP or unix-socket listen address, a client allow-list for TCP, binding, and the
+ * stop-with-drain sequence of Door.stop.
  */
 import { BlockList, isIP, type Server } from 'node:net';
 
@@ -32,8 +33,11 @@ export function isAllowed(bl: BlockList, address: string | undefined): boolean {
   return family !== 0 && bl.check(ip, family === 4 ? 'ipv4' : 'ipv6');
 }
 
+/** A listen address as the doors spell it (the milter door says 'inet' for TCP). */
+export type AnyListen = DoorListen | { readonly kind: 'inet'; readonly host: string; readonly port: number };
+
 /** Binds the server; rejects with the listen error (the address in use, a bad path). */
-export function listenOn(srv: Server, listen: DoorListen): Promise<void> {
+export function listenOn(srv: Server, listen: AnyListen): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     srv.once('error', reject);
     const done = (): void => {

@@ -6,6 +6,7 @@
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { DoorDeps } from '../daemon/door.js';
+import { listenOn } from './door-listener.js';
 import { MilterSession } from './milter-session.js';
 
 export type MilterListenAddress = { readonly kind: 'inet'; readonly host: string; readonly port: number } | { readonly kind: 'unix'; readonly path: string };
@@ -86,16 +87,7 @@ export class MilterServer {
     if (addr.kind === 'unix') await removeStaleSocket(addr.path);
     const server = createServer({ pauseOnConnect: false }, (socket) => this.accept(socket));
     server.on('error', (err) => this.deps.logger.error({ err: err.message }, 'milter listener error'));
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      server.once('error', onError);
-      const done = (): void => {
-        server.off('error', onError);
-        resolve();
-      };
-      if (addr.kind === 'unix') server.listen(addr.path, done);
-      else server.listen(addr.port, addr.host, done);
-    });
+    await listenOn(server, addr);
     if (addr.kind === 'unix') {
       chmodSync(addr.path, this.options.socketMode ?? 0o660);
       this.bound = [`unix:${addr.path}`];
