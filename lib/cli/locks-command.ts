@@ -1,6 +1,7 @@
 /** `sluice locks`: list, add and remove host locks and allow-list entries in the configured store. */
 import { resolve } from 'node:path';
-import { formatDuration, parseDuration } from '../core/units.js';
+import { formatDuration } from '../core/units.js';
+import { parseDuration } from '../daemon/config-units.js';
 import type { LockStore } from '../policy/lock-store.js';
 import { lockKeyProblem } from '../policy/allow-list.js';
 import { optionValue, parseArgs, takePositionals, UsageError, type OptionSpec, type ParsedArgs } from './arg-parser.js';
@@ -12,7 +13,7 @@ Works on the lock store that the configuration names (or on one given directly).
 
 Subcommands:
   list                          live locks: key, reason, source rule, time left
-  add KEY DURATION [REASON]     lock KEY (e.g. client:192.0.2.7, auth:alice) for DURATION (30m, 1h, 2d)
+  add KEY DURATION [REASON]     lock KEY (e.g. client:192.0.2.7, auth:alice) for DURATION (30m, 1h30m, 2d)
   rm KEY                        remove a lock
   allow KEY [NOTE]              allow-list KEY so it is never locked; client keys may be CIDR prefixes
                                 (client:192.0.2.0/24, client:2001:db8::/32)
@@ -86,7 +87,11 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     case 'add':
       pos = takePositionals(cmd, parsed, ['KEY', 'DURATION'], ['REASON']);
       checkKey(pos['KEY'] as string, false);
-      if (!(parseDuration(pos['DURATION'] as string)! > 0)) throw new UsageError(cmd, `"${pos['DURATION']}" is not a duration (e.g. 30m, 1h, 2d)`);
+      {
+        const ms = parseDuration(pos['DURATION'] as string);
+        if (typeof ms === 'string') throw new UsageError(cmd, ms);
+        if (ms <= 0) throw new UsageError(cmd, 'a lock needs a duration above 0');
+      }
       break;
     case 'rm':
     case 'disallow':
@@ -115,7 +120,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       }
       case 'add': {
         const key = pos['KEY'] as string;
-        const ms = parseDuration(pos['DURATION'] as string) as number;
+        const ms = parseDuration(pos['DURATION'] as string) as number; // checked above
         const r = await store.lock(key, ms, pos['REASON'] ?? 'manual', 'manual');
         if (r.allowListed) {
           io.stderr(`${cmd}: ${key} is allow-listed and cannot be locked\n`);

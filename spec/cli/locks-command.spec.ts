@@ -40,7 +40,8 @@ describe('cli: sluice locks (built binary, SQLite store)', () => {
       [['locks'], /sluice locks: missing SUBCOMMAND/],
       [['locks', 'frob'], /unknown subcommand "frob"/],
       [['locks', 'add', 'client:192.0.2.1', '--db', db], /sluice locks add: missing DURATION/],
-      [['locks', 'add', 'client:192.0.2.1', 'soon', '--db', db], /"soon" is not a duration/],
+      [['locks', 'add', 'client:192.0.2.1', 'soon', '--db', db], /"soon" is not a duration; write a number with a unit/],
+      [['locks', 'add', 'client:192.0.2.1', '90', '--db', db], /"90" is not a duration/],
       [['locks', 'add', 'host:1', '1h', '--db', db], /must start with "client:" or "auth:"/],
       [['locks', 'list', '--bd', db], /unknown option --bd \(did you mean --db\?\)/],
     ];
