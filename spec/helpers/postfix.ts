@@ -161,7 +161,20 @@ const BASE_MASTER = [
   'postlog    unix-dgram n  -       n       -       1       postlogd',
 ];
 
+/**
+ * Starts a private Postfix. Under heavy load a master occasionally never logs "daemon started" (it blocks writing
+ * to its log service); such an instance is killed and the start is tried once more.
+ */
 export async function startPostfix(options: PostfixOptions = {}): Promise<PostfixInstance> {
+  try {
+    return await startPostfixOnce(options);
+  } catch (err) {
+    if (!/daemon started/.test(String((err as Error).message))) throw err;
+    return await startPostfixOnce(options);
+  }
+}
+
+async function startPostfixOnce(options: PostfixOptions): Promise<PostfixInstance> {
   const n = `${process.pid}-${++instanceCounter}`;
   const name = `postfix-sluice-${n}`;
   const temp = makeTempDir('sluice-postfix-');
@@ -181,7 +194,7 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
   let sink: SmtpSink | undefined;
   let started = false;
   const cleanupOnFailure = async (): Promise<void> => {
-    if (started) await run(POSTFIX, ['-c', configDir, 'stop']);
+    if (started) await stopMaster(configDir, queueDir);
     await sink?.stop();
     temp.remove();
   };
@@ -266,6 +279,28 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
   } catch (err) {
     await cleanupOnFailure();
     throw err;
+  }
+}
+
+/** `postfix stop`, then, if the master is still there after 5 s (or never answered), SIGKILL it and its children. */
+async function stopMaster(configDir: string, queueDir: string): Promise<void> {
+  const pid = readPid(join(queueDir, 'pid', 'master.pid'));
+  await run(POSTFIX, ['-c', configDir, 'stop']);
+  if (pid === undefined) return;
+  const deadline = Date.now() + 5000;
+  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (!alive(pid)) return;
+  for (const c of childrenOf(pid)) {
+    try {
+      process.kill(c, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
   }
 }
 
@@ -368,26 +403,7 @@ function makeInstance(p: {
     async stop() {
       if (stopped) return;
       stopped = true;
-      const pid = readPid(join(p.queueDir, 'pid', 'master.pid'));
-      await run(POSTFIX, ['-c', p.configDir, 'stop']);
-      if (pid !== undefined) {
-        const deadline = Date.now() + 5000;
-        while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-        if (alive(pid)) {
-          for (const c of childrenOf(pid)) {
-            try {
-              process.kill(c, 'SIGKILL');
-            } catch {
-              /* gone */
-            }
-          }
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            /* gone */
-          }
-        }
-      }
+      await stopMaster(p.configDir, p.queueDir);
       await p.sink?.stop();
       p.remove();
     },
