@@ -6,8 +6,8 @@ import { createInterceptDoor, type InterceptDoorOptions } from '../intercept/int
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createFilterDoor } from '../milter/filter-door.js';
-import { createMilterDoor } from '../milter/milter-door.js';
-import type { InterceptListenerConfig, SluiceConfig } from './config-types.js';
+import { createMilterDoor, type MilterDoorOptions } from '../milter/milter-door.js';
+import type { InterceptListenerConfig, MilterConfig, SluiceConfig } from './config-types.js';
 import { createPolicyDoor } from '../milter/policy-door.js';
 import { formatCidr, type ListenAddress } from './config-units.js';
 import { DoorRegistry } from './door-registry.js';
@@ -17,15 +17,24 @@ export function milterListen(a: ListenAddress): string {
   return a.kind === 'unix' ? `unix:${a.path}` : `inet:${a.port}@${a.host}`;
 }
 
+/** The milter section of the configuration as the milter door's options. */
+export function milterDoorOptions(s: MilterConfig): MilterDoorOptions {
+  return {
+    listen: milterListen(s.listen),
+    maxPacket: s.maxPacket,
+    readTimeoutMs: s.timeout,
+    progressIntervalMs: s.progressInterval,
+    noReply: s.noReply,
+    delayReject: s.delayReject,
+    socketMode: s.socketMode,
+    name: 'milter',
+  };
+}
+
 export function builtinDoors(): DoorRegistry {
   return new DoorRegistry()
     .register('intercept', (s, config, deps) => createInterceptDoor(interceptDoorOptions(s, config), deps))
-    .register('milter', (s, _config, deps) =>
-      createMilterDoor(
-        { listen: milterListen(s.listen), maxPacket: s.maxPacket, readTimeoutMs: s.timeout, progressIntervalMs: s.progressInterval, noReply: s.noReply, socketMode: s.socketMode, name: 'milter' },
-        deps,
-      ),
-    )
+    .register('milter', (s, _config, deps) => createMilterDoor(milterDoorOptions(s), deps))
     .register('filter', (s, config, deps) => {
       return createFilterDoor(
         {
