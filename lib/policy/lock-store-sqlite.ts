@@ -53,6 +53,21 @@ function toEntry(row: LockRow): LockEntry {
   return { key: row.key, reason: row.reason, source: row.source, createdAt: row.created_at, expiresAt: row.expires_at };
 }
 
+function retryWhileBusy(budgetMs: number, fn: () => void): void {
+  const deadline = Date.now() + budgetMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
+    try {
+      fn();
+      return;
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if ((code !== 'SQLITE_BUSY' && code !== 'SQLITE_LOCKED') || Date.now() >= deadline) throw err;
+      Atomics.wait(pause, 0, 0, wait); // a synchronous pause: the constructor is synchronous
+    }
+  }
+}
+
 export class SqliteLockStore implements LockStore {
   private readonly db: BetterSqlite3.Database;
   private readonly clock: Clock;
@@ -62,10 +77,15 @@ export class SqliteLockStore implements LockStore {
 
   constructor(readonly path: string, opts: SqliteLockStoreOptions = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
-    this.db = new Database(path, { timeout: opts.busyTimeoutMs ?? 5000 });
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.exec(SCHEMA);
+    const busyMs = opts.busyTimeoutMs ?? 5000;
+    this.db = new Database(path, { timeout: busyMs });
+    // Switching a new file to WAL and creating the schema need the file to themselves; SQLite answers SQLITE_BUSY
+    // at once (no busy handler) when another process is doing the same. Retry within the busy timeout.
+    retryWhileBusy(busyMs, () => {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.exec(SCHEMA);
+    });
     this.clock = opts.clock ?? SYSTEM_CLOCK;
     this.stmt = {
       get: this.db.prepare<[string, number], LockRow>('SELECT * FROM locks WHERE key = ? AND expires_at > ?'),

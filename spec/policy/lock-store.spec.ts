@@ -104,7 +104,7 @@ describe('policy/lock-store-sqlite', () => {
       const r = await s.lock('client:203.0.113.5', 60000, 'race', 'r'); await s.close();
       process.stdout.write(r.created ? 'created' : 'existing');`;
     const runs = await Promise.all(
-      [0, 1, 2, 3].map(
+      [0, 1, 2, 3, 4, 5, 6, 7].map(
         () =>
           new Promise<string>((resolve) => {
             const child = spawn(process.execPath, ['--input-type=module', '-e', code]);
@@ -115,7 +115,7 @@ describe('policy/lock-store-sqlite', () => {
           }),
       ),
     );
-    assert.deepEqual(runs.sort(), ['created', 'existing', 'existing', 'existing']);
+    assert.deepEqual(runs.sort(), ['created', ...Array(7).fill('existing')]);
   });
 });
 
