@@ -29,7 +29,7 @@ describe('daemon privileges', function () {
   });
 
   it('drops to the configured user after binding and hands it the state directory', async function () {
-    if (process.getuid?.() !== 0 || !lookupUser('nobody')) this.skip();
+    requirePeer(this, process.getuid?.() === 0 && lookupUser('nobody') !== undefined, 'root and a nobody user (privilege drop)');
     const tmp = makeTempDir();
     chmodSync(tmp.path, 0o755);
     const port = await freePort();
