@@ -36,6 +36,7 @@ import { compileRules, MemoryLockStore, PolicyEngine } from '../lib/policy/index
 import { NO_SCANNERS } from '../lib/scanners/scanner.js';
 import { repoRoot } from '../spec/helpers/paths.js';
 import { freePort } from '../spec/helpers/ports.js';
+import { startSinkProcess, waitPort } from './bench-util.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../spec/helpers/postfix.js';
 
 const SESSIONS = 16;
@@ -123,46 +124,6 @@ function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: nu
   });
 }
 
-/** Waits until something accepts connections on 127.0.0.1:port (5 s at most). */
-async function waitForPort(port: number): Promise<boolean> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      import('node:net').then(({ connect }) => {
-        const s = connect(port, '127.0.0.1');
-        s.once('connect', () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.once('error', () => resolve(false));
-      });
-    });
-    if (ok) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return false;
-}
-
-async function startSink(): Promise<{ port: number; child: ChildProcess }> {
-  const port = await freePort();
-  const child = spawn('/usr/sbin/smtp-sink', ['-u', 'nobody', '-h', 'sink.bench', `127.0.0.1:${port}`, '256'], { stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      import('node:net').then(({ connect }) => {
-        const s = connect(port, '127.0.0.1');
-        s.once('connect', () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.once('error', () => resolve(false));
-      });
-    });
-    if (ok) return { port, child };
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  child.kill('SIGKILL');
-  throw new Error('smtp-sink did not start');
-}
-
 /** Counts "status=sent" in Postfix's log, reading only what was appended since the last call. */
 function sentCounter(pf: PostfixInstance): () => number {
   let offset = 0;
@@ -195,7 +156,7 @@ function sentCounter(pf: PostfixInstance): () => number {
 
 async function postfixScenario(scenario: Scenario): Promise<Result> {
   if (!postfixAvailable) return { scenario, error: 'postfix (as root) not available' };
-  const sink = await startSink();
+  const sink = await startSinkProcess();
   let door: Door | undefined;
   let pf: PostfixInstance | undefined;
   let socketDir: string | undefined;
@@ -229,7 +190,7 @@ async function postfixScenario(scenario: Scenario): Promise<Result> {
       if (cc.code !== 0) return { scenario, note: `reference skipped: cannot build bench/fixtures/milter-null.c (cc + libmilter-dev): ${cc.out.slice(0, 200)}` };
       const port = await freePort();
       nullMilter = spawn(exe, [`inet:${port}@127.0.0.1`], { stdio: 'ignore' });
-      await waitForPort(port);
+      await waitPort(port, 5000).catch(() => undefined);
       pf = await startPostfix({ sink: false, snippets: ['milter'], ports: { 10030: port }, main: { ...main, non_smtpd_milters: '' } });
     } else if (scenario === 'filter') {
       const port = await freePort();
