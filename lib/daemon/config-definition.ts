@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import { isMap, isSeq, type Node } from 'yaml';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
+import { DEFAULT_SCAN_READ_AHEAD, DEFAULT_SCAN_READ_AHEAD_TOTAL } from '../intercept/read-ahead.js';
 import { dnsListZoneProblems } from '../policy/dnsbl.js';
 import { parseCodeEntry } from '../policy/dnsbl-codes.js';
 import {
@@ -380,6 +381,8 @@ const interceptListener = object<RawListener>(
     holdMessagesUpTo: withDefault(size, 0),
     holdMemory: withDefault(sizeIn(1024, 64 * 1024 * 1024), 64 * 1024),
     holdDir: optional(path),
+    scanReadAhead: withDefault(sizeIn(0, 1024 * 1024 * 1024), DEFAULT_SCAN_READ_AHEAD),
+    scanReadAheadTotal: withDefault(sizeIn(0, 16 * 1024 * 1024 * 1024), DEFAULT_SCAN_READ_AHEAD_TOTAL),
     proxyHeaderTimeout: withDefault(durationIn(1, 600_000), 5000),
     maxPending: withDefault(int(1, 1_000_000), 1000),
     greetDelay: withDefault(duration, 0),

@@ -135,6 +135,10 @@ export interface InterceptListenerConfig {
   readonly holdMemory: number;
   /** Hold mode: parent of the private hold spool directory (default state_dir/spool). */
   readonly holdDir?: string;
+  /** With scanners: bytes one session may read ahead of a slower upstream (0 = off). */
+  readonly scanReadAhead: number;
+  /** With scanners: the same, all sessions of this listener together. */
+  readonly scanReadAheadTotal: number;
   /** Mode proxy: how long a connection may take to send its complete PROXY header (ms). */
   readonly proxyHeaderTimeout: number;
   /** Most accepted connections still waiting for their destination (PROXY header in flight); more are refused. */

@@ -75,6 +75,8 @@ export function interceptDoorOptions(s: InterceptListenerConfig, config: SluiceC
     holdMaxSize: s.holdMaxSize,
     ...(s.holdMessagesUpTo > 0 ? { holdMessagesUpTo: s.holdMessagesUpTo, holdMemory: s.holdMemory, holdDir: s.holdDir !== undefined ? existingDir(s.holdDir, `intercept listener "${s.name}": hold_dir`) : spoolDir(config) } : {}),
     greetDelay: s.greetDelay,
+    scanReadAhead: s.scanReadAhead,
+    scanReadAheadTotal: s.scanReadAheadTotal,
   };
 }
 

@@ -15,6 +15,7 @@ import { DEFAULT_HEADER_CAP } from '../smtp/header-collector.js';
 import { createInterceptListener, type AcceptedConnection, type InterceptListener, type ListenerOptions, type RefusedConnection } from './listener.js';
 import { connectUpstream } from './upstream-connect.js';
 import { RelaySession, newSessionId, type StarttlsPolicy } from './relay-session.js';
+import { DEFAULT_SCAN_READ_AHEAD, DEFAULT_SCAN_READ_AHEAD_TOTAL, ReadAheadBudget } from './read-ahead.js';
 
 export interface InterceptDoorOptions {
   readonly name?: string;
@@ -36,6 +37,13 @@ export interface InterceptDoorOptions {
   readonly holdMemory?: number;
   /** Parent directory of the private (0700) hold spool directory (default the OS temp dir). */
   readonly holdDir?: string;
+  /**
+   * While scanners run, how far a session may read the client ahead of a slower upstream (bytes waiting for the
+   * upstream), so the scanners get the message at the client's pace: per session and for all sessions of the door
+   * together. Default 16 MiB and 64 MiB; 0 turns read-ahead off.
+   */
+  readonly scanReadAhead?: number;
+  readonly scanReadAheadTotal?: number;
   /** For tests: a different upstream connector (fault injection). */
   readonly connect?: (dest: Endpoint, opts: { transparentSource?: Endpoint; timeoutMs: number }) => Promise<Socket>;
 }
@@ -53,6 +61,7 @@ class InterceptDoor implements Door {
   private stopping = false;
   /** The private hold spool directory, created at the first spill, removed at stop. */
   private spoolDir: string | undefined;
+  private readonly readAhead: ReadAheadBudget | undefined;
   private readonly holdDir = (): string => (this.spoolDir ??= mkdtempSync(join(this.options.holdDir ?? tmpdir(), 'sluice-hold-')));
 
   constructor(
@@ -61,6 +70,9 @@ class InterceptDoor implements Door {
   ) {
     this.name = options.name ?? 'intercept';
     this.deps = deps;
+    const perSession = options.scanReadAhead ?? DEFAULT_SCAN_READ_AHEAD;
+    const total = options.scanReadAheadTotal ?? DEFAULT_SCAN_READ_AHEAD_TOTAL;
+    if (perSession > 0 && total > 0) this.readAhead = new ReadAheadBudget(Math.min(perSession, total), total);
   }
 
   get addresses(): readonly string[] {
@@ -146,6 +158,7 @@ class InterceptDoor implements Door {
         sessions: { client: count + 1, total: this.sessions.size + 1 },
         ...(this.options.holdMessagesUpTo ? { holdMessagesUpTo: this.options.holdMessagesUpTo, holdDir: this.holdDir } : {}),
         ...(this.options.holdMemory ? { holdMemory: this.options.holdMemory } : {}),
+        ...(this.readAhead ? { readAhead: this.readAhead } : {}),
         ...(c.transparentSource ? { transparentSource: c.transparentSource } : {}),
       },
       deps,

@@ -32,6 +32,7 @@ import { REPLIES, TAKEOVER_REASONS, TAKEOVER_REPLIES } from './intercept-replies
 import { TakeoverResponder } from './takeover-responder.js';
 import { renderLeadingHeaders } from './trace-header.js';
 import { DotStuffState, HeldMessage } from './held-message.js';
+import type { ReadAheadBudget } from './read-ahead.js';
 
 export type StarttlsPolicy = 'relay' | 'forbid';
 
@@ -62,6 +63,8 @@ export interface RelaySessionOptions {
   readonly holdMemory?: number;
   /** The private directory (0700) for hold spill files, asked for at the first spill. */
   readonly holdDir?: () => string;
+  /** While scanners run: how far the client may be read ahead of a slower upstream (absent: not at all). */
+  readonly readAhead?: ReadAheadBudget;
 }
 
 type Phase = 'connecting' | 'command' | 'data' | 'takeover' | 'opaque' | 'closed';
@@ -139,6 +142,8 @@ export class RelaySession {
   // DATA state
   private framer: DataFramer | undefined;
   private scanJob: ScanJob | undefined;
+  /** Bytes this session has claimed from the door's read-ahead budget (waiting in the upstream's buffer). */
+  private readAheadClaim = 0;
   private headers: HeaderCollector | undefined;
   private contentVerdicts: Promise<Verdict | undefined>[] = [];
   private dataProblem: 'size' | 'bare' | 'upstream' | undefined;
@@ -840,9 +845,11 @@ export class RelaySession {
         this.pendingHead = undefined;
       }
       for (const b of out.forward) if (up && !up.write(b)) full = true;
-      if (full && up) {
+      if (!full) this.releaseReadAhead();
+      else if (up && !this.mayReadAhead(up)) {
         this.client.pause();
         up.once('drain', () => {
+          this.releaseReadAhead();
           if (this.phase === 'data' && this.framer && !this.framer.done) this.client.resume();
         });
       }
@@ -1001,11 +1008,30 @@ export class RelaySession {
   private abortScan(): void {
     this.scanJob?.abort();
     this.scanJob = undefined;
+    this.releaseReadAhead();
+  }
+
+  /**
+   * The upstream's buffer is over its mark: while scanners take the message, keep reading the client as long as
+   * what waits for the upstream fits in this session's share of the read-ahead budget.
+   */
+  private mayReadAhead(up: Socket): boolean {
+    const budget = this.opts.readAhead;
+    if (!budget || !this.scanJob) return false;
+    const wanted = up.writableLength;
+    this.readAheadClaim = budget.move(this.readAheadClaim, wanted);
+    return this.readAheadClaim === wanted;
+  }
+
+  private releaseReadAhead(): void {
+    if (this.readAheadClaim > 0) this.readAheadClaim = this.opts.readAhead?.release(this.readAheadClaim) ?? 0;
   }
 
   /** The client sent CRLF.CRLF: decide, then send the held "." or drop the upstream. */
   private async endOfData(): Promise<void> {
     const framer = this.framer!;
+    // The rest of the message is in the upstream's buffer or on its way; read-ahead is over for this message.
+    this.releaseReadAhead();
     const size = framer.contentBytes;
     const entry: Entry = { kind: 'eom', pending: true };
     this.queue.push(entry);

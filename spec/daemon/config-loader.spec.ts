@@ -59,6 +59,8 @@ describe('config loader', () => {
           holdMaxSize: 256 * 1024,
           holdMessagesUpTo: 0,
           holdMemory: 64 * 1024,
+          scanReadAhead: 16 * 1024 * 1024,
+          scanReadAheadTotal: 64 * 1024 * 1024,
           proxyHeaderTimeout: 5000,
           maxPending: 1000,
           greetDelay: 0,

@@ -21,6 +21,8 @@ export interface FaultScript {
   readonly resetAfterDataBytes?: number;
   /** Destroy the connection when this verb arrives. */
   readonly closeAt?: string;
+  /** A slow next hop: stop reading for `ms` after every `everyBytes` DATA bytes. */
+  readonly slowData?: { readonly everyBytes: number; readonly ms: number };
   /** Never send the greeting. */
   readonly silent?: boolean;
   /** AUTH (without initial response) gets "334 ", the next line "235 2.7.0 Authentication successful". */
@@ -122,6 +124,7 @@ export async function startFaultUpstream(script: FaultScript = {}, host = '127.0
           send(verb, '354 End data with <CR><LF>.<CR><LF>\r\n');
           framer = new DataFramer('normalise');
           dataBytes = 0;
+          nextPause = script.slowData?.everyBytes ?? 0;
           return;
         case 'QUIT':
           send(verb, '221 2.0.0 Bye\r\n');
@@ -131,9 +134,16 @@ export async function startFaultUpstream(script: FaultScript = {}, host = '127.0
           send(verb, '502 5.5.2 Error: command not recognized\r\n');
       }
     };
+    let nextPause = 0;
     const onData = (chunk: Buffer): void => {
       if (framer) {
         dataBytes += chunk.length;
+        const slow = script.slowData;
+        if (slow && dataBytes >= nextPause) {
+          nextPause = dataBytes + slow.everyBytes;
+          socket.pause();
+          setTimeout(() => socket.resume(), slow.ms);
+        }
         if (script.resetAfterDataBytes !== undefined && dataBytes >= script.resetAfterDataBytes) {
           socket.resetAndDestroy();
           return;

@@ -1,0 +1,98 @@
+/**
+ * Scan read-ahead: while scanners take a message, the intercept door reads the client ahead of a slow upstream,
+ * within its budget, so the scanners have the whole message long before the upstream does. A recording scanner
+ * (it only counts bytes) stands in for clamd: what is asserted is when the door fed it, not a verdict.
+ */
+import assert from 'node:assert/strict';
+import { ReadAheadBudget } from '../../lib/intercept/read-ahead.js';
+import type { ScanJob, ScannerSet } from '../../lib/scanners/scanner.js';
+import type { FaultUpstream } from '../helpers/fault-upstream.js';
+import { startHoldDoor } from '../helpers/hold-door.js';
+import { until } from '../helpers/intercept-harness.js';
+import { useRelayFixture } from '../helpers/relay-fixture.js';
+
+describe('ReadAheadBudget', () => {
+  it('grants a claim within the per-session and the total bound, and keeps the old claim otherwise', () => {
+    const b = new ReadAheadBudget(100, 150);
+    let a = b.move(0, 80);
+    assert.equal(a, 80);
+    assert.equal(b.move(a, 120), 80, 'over the per-session bound: unchanged');
+    let c = b.move(0, 80);
+    assert.equal(c, 0, 'over the total: refused');
+    c = b.move(0, 70);
+    assert.equal(c, 70);
+    assert.equal(b.claimed, 150);
+    a = b.move(a, 10);
+    assert.equal(a, 10, 'shrinking always succeeds');
+    assert.equal(b.claimed, 80);
+    a = b.release(a);
+    c = b.release(c);
+    assert.equal(b.claimed, 0);
+  });
+});
+
+/** A scanner that counts what the door fed it and, at that moment, what the upstream had received. */
+function countingScanner(up: () => FaultUpstream): { set: ScannerSet; fed: () => number; upstreamAtEnd: () => number | undefined } {
+  let fed = 0;
+  let upstreamAtEnd: number | undefined;
+  const set: ScannerSet = {
+    enabled: true,
+    start(): ScanJob {
+      fed = 0;
+      return {
+        write: (chunk) => {
+          fed += chunk.length;
+        },
+        end: async () => {
+          upstreamAtEnd = up().connections[0]?.partial.length ?? 0;
+          return { results: { skipped: [], failed: {} } };
+        },
+        abort: () => undefined,
+      };
+    },
+    close: async () => undefined,
+  };
+  return { set, fed: () => fed, upstreamAtEnd: () => upstreamAtEnd };
+}
+
+describe('intercept scan read-ahead (slow fault upstream, raw client)', function () {
+  this.timeout(30_000);
+  const fx = useRelayFixture();
+  const LINE = 'a line of a message that is large enough to need read-ahead, padded out to about 80 bytes\r\n';
+  const BODY = LINE.repeat(Math.ceil((12 * 1024 * 1024) / LINE.length));
+
+  async function send(options: { scanReadAhead?: number }): Promise<{ fed: number; upstreamAtEnd: number; delivered: number; reply: string }> {
+    // The next hop takes 256 KiB every 25 ms (about 10 MB/s): 12 MB take it over a second.
+    const up = await fx.upstream({ slowData: { everyBytes: 256 * 1024, ms: 25 } });
+    const scanner = countingScanner(() => up);
+    const h = fx.door(await startHoldDoor({ upstreamPort: up.port, rules: 'rule ok at eom: => accept\n', scanners: scanner.set, options }));
+    const c = await fx.client(h.port);
+    await c.reply();
+    await c.cmd('EHLO client.test');
+    await c.cmd('MAIL FROM:<a@example.org>');
+    await c.cmd('RCPT TO:<b@example.net>');
+    assert.match(await c.cmd('DATA'), /^354 /);
+    c.write(`Subject: big\r\n\r\n${BODY}.\r\n`);
+    const reply = await c.reply(20_000);
+    await until(() => up.connections[0]?.messages.length === 1, 5000, 'the message at the upstream');
+    return { fed: scanner.fed(), upstreamAtEnd: scanner.upstreamAtEnd() ?? -1, delivered: up.connections[0]!.messages[0]!.length, reply };
+  }
+
+  it('feeds the scanner the whole message while the slow upstream has less than half of it; the upstream still gets it all', async () => {
+    const r = await send({});
+    const size = `Subject: big\r\n\r\n${BODY}`.length;
+    assert.equal(r.reply, '250 2.0.0 Ok: queued\r\n');
+    assert.equal(r.fed, size, 'the scanner saw every byte');
+    assert.equal(r.delivered, size, 'the upstream received every byte');
+    assert.ok(r.upstreamAtEnd < size / 2, `the scan could end with ${r.upstreamAtEnd} of ${size} bytes at the upstream`);
+  });
+
+  it('scan_read_ahead 0: the scanner is fed at the upstream pace (the scan ends when most of the message is upstream)', async () => {
+    const r = await send({ scanReadAhead: 0 });
+    const size = `Subject: big\r\n\r\n${BODY}`.length;
+    assert.equal(r.reply, '250 2.0.0 Ok: queued\r\n');
+    assert.equal(r.fed, size);
+    assert.equal(r.delivered, size);
+    assert.ok(r.upstreamAtEnd > size / 2, `without read-ahead the scan ended with only ${r.upstreamAtEnd} of ${size} bytes upstream`);
+  });
+});
