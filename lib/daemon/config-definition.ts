@@ -442,7 +442,7 @@ const milter = object<MilterConfig>({
   timeout: withDefault(duration, 600_000),
   progressInterval: withDefault(duration, 10_000),
   noReply: withDefault(bool, false),
-  delayReject: withDefault(bool, false),
+  delayReject: withDefault(bool, true),
   socketMode: withDefault(fileMode, 0o660),
 });
 

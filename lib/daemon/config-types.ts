@@ -158,7 +158,7 @@ export interface MilterConfig {
   readonly progressInterval: number;
   /** Promise the MTA no reply (SMFIP_NR_*) for events no rule needs (fewer packets; slower with Postfix). */
   readonly noReply: boolean;
-  /** Judge CONNECT/HELO/MAIL on arrival but answer at RCPT (like smtpd_delay_reject): fewer round trips. */
+  /** Judge CONNECT/HELO/MAIL on arrival but answer at RCPT (like smtpd_delay_reject; default on): fewer round trips. */
   readonly delayReject: boolean;
   /** File mode of a unix listen socket (the MTA's user must be able to connect). */
   readonly socketMode: number;

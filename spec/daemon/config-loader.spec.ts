@@ -311,15 +311,15 @@ drain_timeot: 5s
 });
 
 describe('config loader: milter door options', () => {
-  it('maps milter.delay_reject and no_reply to the door (both off by default)', async () => {
+  it('maps milter.delay_reject (on by default, like smtpd_delay_reject) and no_reply (off) to the door', async () => {
     const { milterDoorOptions } = await import('../../lib/daemon/door-wiring.js');
     const base = parseConfig('milter:\n  listen: 127.0.0.1:10027\n', FILE);
     assert.ok(base.milter);
-    assert.deepEqual([milterDoorOptions(base.milter).delayReject, milterDoorOptions(base.milter).noReply], [false, false]);
-    const on = parseConfig('milter:\n  listen: 127.0.0.1:10027\n  delay_reject: true\n', FILE);
-    assert.ok(on.milter);
-    assert.equal(milterDoorOptions(on.milter).delayReject, true);
-    assert.equal(milterDoorOptions(on.milter).listen, 'inet:10027@127.0.0.1');
+    assert.deepEqual([milterDoorOptions(base.milter).delayReject, milterDoorOptions(base.milter).noReply], [true, false]);
+    const off = parseConfig('milter:\n  listen: 127.0.0.1:10027\n  delay_reject: false\n  no_reply: true\n', FILE);
+    assert.ok(off.milter);
+    assert.deepEqual([milterDoorOptions(off.milter).delayReject, milterDoorOptions(off.milter).noReply], [false, true]);
+    assert.equal(milterDoorOptions(off.milter).listen, 'inet:10027@127.0.0.1');
     assert.deepEqual(firstLines('milter:\n  listen: 127.0.0.1:10027\n  delay_rejct: true\n').map((l) => l.replace(/^.*error/, 'error')), [
       'error[config/unknown-key]: unknown key milter.delay_rejct',
     ]);
