@@ -11,6 +11,8 @@
  * each at 1 session (1 message per connection), 16 sessions (1 per connection), and 16 sessions x many messages
  * per connection (-d). Then: idle concurrent sessions RSS (as many as the fd limit allows, up to 10,000) and one
  * 100 MB message (RSS growth of the sluice process and MB/s).
+ * direct, node-pipe and sluice run INTERCEPT_BENCH_PASSES times (default 3), interleaved; the best pass of each
+ * counts (a busy neighbour slows a pass, never speeds one up) and every pass is listed.
  * Prints a table and one `BENCH_JSON {...}` line. Bounded: well under 3 minutes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -129,13 +131,29 @@ interface Row {
   seconds: number;
   msgsPerSec: number;
   ok: boolean;
+  note?: string;
 }
 
 const LOADS = [
-  { name: '1 session, 1 msg/conn', sessions: 1, messages: 300, perConnection: false },
-  { name: '16 sessions, 1 msg/conn', sessions: 16, messages: 2000, perConnection: false },
-  { name: '16 sessions, many msg/conn', sessions: 16, messages: 3000, perConnection: true },
+  { name: '1 session, 1 msg/conn', sessions: 1, messages: 500, perConnection: false },
+  { name: '16 sessions, 1 msg/conn', sessions: 16, messages: 4000, perConnection: false },
+  { name: '16 sessions, many msg/conn', sessions: 16, messages: 12000, perConnection: true },
 ] as const;
+
+/** Throughput passes: direct, node-pipe and sluice run this many times, interleaved; the best pass counts. */
+const PASSES = Math.max(1, Math.min(10, Number(process.env['INTERCEPT_BENCH_PASSES'] ?? 3) || 3));
+
+/** Per target and load, the pass with the highest rate; `note` lists every pass. */
+function bestOf(passes: readonly Row[][]): Row[] {
+  const out: Row[] = [];
+  for (const r of passes[0] ?? []) {
+    const all = passes.map((p) => p.find((x) => x.target === r.target && x.load === r.load)).filter((x): x is Row => x !== undefined);
+    const ok = all.filter((x) => x.ok);
+    const best = (ok.length > 0 ? ok : all).reduce((a, b) => (b.msgsPerSec > a.msgsPerSec ? b : a));
+    out.push({ ...best, ok: all.every((x) => x.ok), ...(all.length > 1 ? { note: `best of ${all.map((x) => x.msgsPerSec.toFixed(0)).join('/')}` } : {}) });
+  }
+  return out;
+}
 
 /** `scale` < 1 for slow peers (proxsmtpd), so the whole bench stays bounded. */
 async function throughput(rows: Row[], target: string, port: number, scale = 1): Promise<void> {
@@ -279,33 +297,40 @@ async function main(): Promise<void> {
     return;
   }
   const started = Date.now();
-  const rows: Row[] = [];
   const sink = await startSinkProcess();
   const tmp = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
   const notes: string[] = [];
+  const passes: Row[][] = [];
   try {
-    await throughput(rows, 'direct', sink.port);
-    {
-      const port = await freePort();
-      const pipe = await startReadyChild(process.execPath, [HERE, '--pipe', String(port), String(sink.port)]);
-      await throughput(rows, 'node-pipe', port);
-      await stopChild(pipe);
-    }
-    {
-      const d = await startDoor(sink.port, ACCEPT_ALL);
-      await throughput(rows, 'sluice-accept', d.port);
-      await stopChild(d.child);
-    }
     const example = exampleRules();
-    if (example) {
-      try {
-        const d = await startDoor(sink.port, example);
-        await throughput(rows, 'sluice-example', d.port);
-        await stopChild(d.child);
-      } catch (err) {
-        notes.push(`sluice-example skipped: ${(err as Error).message.split('\n')[0]}`);
+    if (!example) notes.push('sluice-example skipped: no conf/rules/*.rules');
+    for (let pass = 1; pass <= PASSES; pass++) {
+      const rows: Row[] = [];
+      await throughput(rows, 'direct', sink.port);
+      {
+        const port = await freePort();
+        const pipe = await startReadyChild(process.execPath, [HERE, '--pipe', String(port), String(sink.port)]);
+        await throughput(rows, 'node-pipe', port);
+        await stopChild(pipe);
       }
-    } else notes.push('sluice-example skipped: no conf/rules/*.rules');
+      {
+        const d = await startDoor(sink.port, ACCEPT_ALL);
+        await throughput(rows, 'sluice-accept', d.port);
+        await stopChild(d.child);
+      }
+      if (example) {
+        try {
+          const d = await startDoor(sink.port, example);
+          await throughput(rows, 'sluice-example', d.port);
+          await stopChild(d.child);
+        } catch (err) {
+          if (pass === 1) notes.push(`sluice-example skipped: ${(err as Error).message.split('\n')[0]}`);
+        }
+      }
+      passes.push(rows);
+    }
+    const rows = bestOf(passes);
+    // proxsmtpd is slow (about 44 ms per message): one scaled-down pass.
     if (existsSync(PROXSMTPD)) {
       const p = await startProxsmtpd(sink.port, tmp);
       await throughput(rows, 'proxsmtpd', p.port, 0.1);
@@ -321,10 +346,11 @@ async function main(): Promise<void> {
 
     const pad = (s: string, n: number): string => (s.length >= n ? s : s + ' '.repeat(n - s.length));
     let out = '\nintercept bench: smtp-source → proxy → smtp-sink, 10 KB messages\n\n';
-    out += pad('target', 16) + pad('load', 30) + pad('msgs', 7) + pad('seconds', 10) + 'msgs/s\n';
-    for (const r of rows) out += pad(r.target, 16) + pad(r.load, 30) + pad(String(r.messages), 7) + pad(r.seconds.toFixed(2), 10) + r.msgsPerSec.toFixed(0) + (r.ok ? '' : '  (FAILED)') + '\n';
+    out += pad('target', 16) + pad('load', 30) + pad('msgs', 7) + pad('seconds', 10) + pad('msgs/s', 9) + 'passes\n';
+    for (const r of rows) out += pad(r.target, 16) + pad(r.load, 30) + pad(String(r.messages), 7) + pad(r.seconds.toFixed(2), 10) + pad(r.msgsPerSec.toFixed(0), 9) + (r.ok ? '' : '(FAILED) ') + (r.note ?? '') + '\n';
     out += `\nadded per message at 1 session (sluice-accept vs direct): ${addedMs.toFixed(2)} ms   (target < 2 ms)\n`;
-    out += `16 sessions, 1 msg/conn: sluice/direct = ${(ratio16 * 100).toFixed(0)} %; many msg/conn: ${(ratio16d * 100).toFixed(0)} %   (target >= 50 %)\n`;
+    out += `16 sessions, 1 msg/conn: sluice/direct = ${(ratio16 * 100).toFixed(0)} %; many msg/conn: ${(ratio16d * 100).toFixed(0)} %   (target >= 50 %; best passes)\n`;
+    out += `   (example ruleset: ${(100 * rate('sluice-example', LOADS[1].name) / rate('direct', LOADS[1].name)).toFixed(0)} % and ${(100 * rate('sluice-example', LOADS[2].name) / rate('direct', LOADS[2].name)).toFixed(0)} %)\n`;
     out += `   (a plain Node byte pipe, no SMTP: ${(100 * rate('node-pipe', LOADS[1].name) / rate('direct', LOADS[1].name)).toFixed(0)} % and ${(100 * rate('node-pipe', LOADS[2].name) / rate('direct', LOADS[2].name)).toFixed(0)} % of direct; sluice reaches ${(100 * rate('sluice-accept', LOADS[1].name) / rate('node-pipe', LOADS[1].name)).toFixed(0)} % and ${(100 * rate('sluice-accept', LOADS[2].name) / rate('node-pipe', LOADS[2].name)).toFixed(0)} % of the pipe)\n`;
     out += `idle sessions: ${idle.sessions} concurrent: sluice RSS ${idle.rssMb.toFixed(0)} MB (base ${idle.baseMb.toFixed(0)} MB, ${idle.perSessionKb.toFixed(1)} KB/session; 10k estimate ${idle.est10kMb.toFixed(0)} MB)   (target < 600 MB)\n`;
     out += `100 MB message: ${big.seconds.toFixed(2)} s = ${big.mbPerSec.toFixed(0)} MB/s, sluice RSS growth ${big.rssGrowthMb.toFixed(1)} MB, reply "${big.reply}"   (targets >= 100 MB/s, < 64 MB)\n`;
