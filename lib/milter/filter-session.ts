@@ -16,7 +16,7 @@
  */
 import { createReadStream } from 'node:fs';
 import type { Socket } from 'node:net';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import type { Logger } from '../core/logger.js';
 import type { Limits } from '../core/limits.js';
 import { quarantineMetaFromTransaction } from '../core/quarantine-sink.js';
@@ -549,11 +549,14 @@ export class FilterSession {
       const sink = this.deps.quarantine;
       if (this.cfg.quarantine || sink) {
         try {
+          // The copy kept is the message as it would have gone on: the filter command's rewrite, the rules' edits.
+          const source = rewritten ? createReadStream(rewritten.path, { highWaterMark: 64 * 1024 }) : d.spool.open();
+          const content = pipeline(source, new HeaderRewriter(msg.mutations), () => undefined);
           if (this.cfg.quarantine) {
-            await this.cfg.quarantine(d.spool.open(), { sessionId: msg.tx.session.id, client: msg.tx.session.client.ip, sender: msg.sender, recipients: msg.recipients, reason });
+            await this.cfg.quarantine(content, { sessionId: msg.tx.session.id, client: msg.tx.session.client.ip, sender: msg.sender, recipients: msg.recipients, reason });
           } else {
             const meta = quarantineMetaFromTransaction(msg.tx, reason, decision.hits[decision.hits.length - 1]?.rule);
-            await sink!.add({ ...meta, sender: msg.sender, recipients: msg.recipients }, d.spool.open());
+            await sink!.add({ ...meta, sender: msg.sender, recipients: msg.recipients }, content);
           }
           this.write(R.quarantined);
           this.log.info({ ...logFields, action: 'quarantine' }, 'filter message quarantined');

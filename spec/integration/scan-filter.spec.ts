@@ -30,6 +30,7 @@ import { swaks, swaksAvailable } from '../helpers/swaks.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 
 const RULES = `
+rule trace at data: => add header "X-Sluice-Trace" "filter door"
 rule scanner-failed at eom: scanner failed => tempfail 451 4.3.0 "Scanner failed, try again later"
 rule virus at eom: virus => reject 554 5.7.1 "Malware found ({virus.name})"
 rule filter-refused at eom: filter.code >= 400 => reject 550 5.7.1 "Content rejected by the filter"
@@ -123,6 +124,7 @@ describe('scanning through the filter door (Postfix content_filter) with the rea
     assert.equal(r.code, 0, r.transcript);
     const [m] = await waitDelivered('clean@example.net');
     assert.equal(m?.headers.find(([n]) => n === 'X-Filtered')?.[1], 'by-filter-command sender=sender@example.org');
+    assert.equal(m?.headers.find(([n]) => n === 'X-Sluice-Trace')?.[1], 'filter door');
     assert.match(m?.body ?? '', /A perfectly normal message\.\n\.\nwith a dot line/);
   });
 
@@ -163,6 +165,9 @@ describe('scanning through the filter door (Postfix content_filter) with the rea
     assert.equal(res.code, 0, res.out);
     const [m] = await waitDelivered('spam@example.net');
     assert.equal(m?.headers.find(([n]) => n === 'Subject')?.[1], 'quarantine me');
+    // The quarantined copy is the message as it would have gone on: the filter command's rewrite and the rules' edits.
+    assert.equal(m?.headers.find(([n]) => n === 'X-Filtered')?.[1], 'by-filter-command sender=sender@example.org');
+    assert.equal(m?.headers.find(([n]) => n === 'X-Sluice-Trace')?.[1], 'filter door');
     assert.deepEqual(await store.list(), []);
   });
 });
