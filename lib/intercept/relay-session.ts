@@ -18,7 +18,7 @@ import type { Logger } from '../core/logger.js';
 import { quarantineMetaFromTransaction } from '../core/quarantine-sink.js';
 import { renderAddress } from '../core/address-privacy.js';
 import { lockKey } from '../policy/lock-store.js';
-import type { ScanJob } from '../scanners/scanner.js';
+import { SCAN_BACKLOG_LIMIT, type ScanJob } from '../scanners/scanner.js';
 import type { DoorDeps } from '../daemon/door.js';
 import { LineReader, type LineEvent } from '../smtp/line-reader.js';
 import { parseCommand, type SmtpCommand } from '../smtp/command-parser.js';
@@ -144,6 +144,8 @@ export class RelaySession {
   private scanJob: ScanJob | undefined;
   /** Bytes this session has claimed from the door's read-ahead budget (waiting in the upstream's buffer). */
   private readAheadClaim = 0;
+  /** Why reading the client is paused during DATA: its bytes wait for the upstream or the scanners to drain. */
+  private readonly dataHolds = new Set<'upstream' | 'scanner'>();
   private headers: HeaderCollector | undefined;
   private contentVerdicts: Promise<Verdict | undefined>[] = [];
   private dataProblem: 'size' | 'bare' | 'upstream' | undefined;
@@ -743,9 +745,10 @@ export class RelaySession {
       return;
     }
     if (this.phase === 'data') {
-      // Keep reading until the client's end of data; answer then.
+      // Keep reading until the client's end of data; answer then. (A wait for the upstream's drain never ends now.)
       this.dataProblem ??= 'upstream';
       this.abortScan();
+      this.releaseData('upstream');
       return;
     }
     for (const e of this.queue) {
@@ -846,11 +849,11 @@ export class RelaySession {
       }
       for (const b of out.forward) if (up && !up.write(b)) full = true;
       if (!full) this.releaseReadAhead();
-      else if (up && !this.mayReadAhead(up)) {
-        this.client.pause();
+      else if (up && !this.mayReadAhead(up) && !this.dataHolds.has('upstream')) {
+        this.holdData('upstream');
         up.once('drain', () => {
           this.releaseReadAhead();
-          if (this.phase === 'data' && this.framer && !this.framer.done) this.client.resume();
+          this.releaseData('upstream');
         });
       }
     }
@@ -861,6 +864,11 @@ export class RelaySession {
           const block = this.headers.push(c);
           if (block) this.onHeaderBlock(block.headers, block.truncated);
         }
+      }
+      const job = this.scanJob;
+      if (job && job.backlog > SCAN_BACKLOG_LIMIT && !this.dataHolds.has('scanner')) {
+        this.holdData('scanner');
+        void job.drained().then(() => this.releaseData('scanner'));
       }
     }
     if (out.end) {
@@ -892,6 +900,8 @@ export class RelaySession {
     this.upstream?.destroy();
     this.abortScan();
     this.dropHeld();
+    // Nothing more goes upstream: read the rest of the message (to its end of data) without waiting for a drain.
+    this.releaseData('upstream');
   }
 
   private dropHeld(): void {
@@ -945,7 +955,7 @@ export class RelaySession {
     })().finally(() => {
       this.flushing = undefined;
       this.flushQueue = [];
-      if (this.phase === 'data' && this.framer && !this.framer.done) this.client.resume();
+      if (this.phase === 'data' && this.framer && !this.framer.done && this.dataHolds.size === 0) this.client.resume();
     });
   }
 
@@ -1009,6 +1019,19 @@ export class RelaySession {
     this.scanJob?.abort();
     this.scanJob = undefined;
     this.releaseReadAhead();
+    this.releaseData('scanner');
+  }
+
+  /** Stops reading the client until `why` clears (the bytes read so far wait for a slower consumer). */
+  private holdData(why: 'upstream' | 'scanner'): void {
+    this.dataHolds.add(why);
+    this.client.pause();
+  }
+
+  /** `why` cleared: reading resumes once nothing else holds it and the message is still coming in. */
+  private releaseData(why: 'upstream' | 'scanner'): void {
+    if (!this.dataHolds.delete(why) || this.dataHolds.size > 0) return;
+    if (this.phase === 'data' && this.framer && !this.framer.done && !this.flushing) this.client.resume();
   }
 
   /**
@@ -1030,8 +1053,10 @@ export class RelaySession {
   /** The client sent CRLF.CRLF: decide, then send the held "." or drop the upstream. */
   private async endOfData(): Promise<void> {
     const framer = this.framer!;
-    // The rest of the message is in the upstream's buffer or on its way; read-ahead is over for this message.
+    // The rest of the message is in the upstream's buffer or on its way; read-ahead is over for this message, and
+    // so are its holds (the client stays paused until the verdict anyway).
     this.releaseReadAhead();
+    this.dataHolds.clear();
     const size = framer.contentBytes;
     const entry: Entry = { kind: 'eom', pending: true };
     this.queue.push(entry);

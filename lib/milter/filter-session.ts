@@ -26,7 +26,7 @@ import { acceptRecipient, reduceTransaction, startTransaction, type Transaction 
 import type { HeaderMutation, Verdict } from '../core/verdict.js';
 import type { DoorDeps } from '../daemon/door.js';
 import { MessageSpool } from '../scanners/message-spool.js';
-import type { ScanJob } from '../scanners/scanner.js';
+import { SCAN_BACKLOG_LIMIT, type ScanJob } from '../scanners/scanner.js';
 import { formatCommand, parseCommand } from '../smtp/command-parser.js';
 import { DataFramer } from '../smtp/data-framer.js';
 import { HeaderCollector } from '../smtp/header-collector.js';
@@ -113,6 +113,8 @@ export class FilterSession {
   private readonly reader: LineReader;
   private mode: 'command' | 'data' | 'eom' | 'closed' = 'command';
   private busy = false;
+  /** Reading is paused until the message's spool and scanners have taken their backlog. */
+  private waitingForSpool = false;
   private helo: string | undefined;
   private xfwd: XForwardAttrs | undefined;
   private msg: Message | undefined;
@@ -259,7 +261,7 @@ export class FilterSession {
     } finally {
       this.busy = false;
       if (this.mode !== 'closed') {
-        this.socket.resume();
+        if (!this.waitingForSpool) this.socket.resume();
         this.armTimer();
       }
     }
@@ -488,6 +490,17 @@ export class FilterSession {
       this.mode = 'eom';
       if (out.rest && out.rest.length > 0) this.reader.push(out.rest);
       void this.pump();
+      return;
+    }
+    // The spool file or a scanner lags behind the client: stop reading until they caught up (bounded memory).
+    const backlog = d.spool.backlog + (d.scan?.backlog ?? 0);
+    if (backlog > SCAN_BACKLOG_LIMIT && !this.waitingForSpool) {
+      this.waitingForSpool = true;
+      this.socket.pause();
+      void Promise.all([d.spool.drained(), d.scan?.drained()]).then(() => {
+        this.waitingForSpool = false;
+        if (this.mode !== 'closed' && !this.busy) this.socket.resume();
+      });
     }
   }
 

@@ -11,7 +11,7 @@ import type { RuleStage, StageEvent } from '../core/stage.js';
 import { acceptRecipient, finishMessage, reduceTransaction, startTransaction, type Transaction } from '../core/transaction.js';
 import { CONTINUE, type HeaderMutation, type RuleHit, type Verdict } from '../core/verdict.js';
 import type { DoorDeps } from '../daemon/door.js';
-import type { ScanJob } from '../scanners/scanner.js';
+import { SCAN_BACKLOG_LIMIT, type ScanJob } from '../scanners/scanner.js';
 import { decodeCommand, encodeReply, PacketReader, SIMPLE_PACKETS, type MilterCommand, type MilterPacket } from './milter-codec.js';
 import { Action, Proto } from './milter-constants.js';
 import { negotiate, type Negotiated } from './milter-negotiate.js';
@@ -260,7 +260,7 @@ export class MilterSession {
         return this.onEoh();
       case 'body':
         this.onBody(cmd.chunk, this.replies('body'));
-        return undefined;
+        return this.scanBacklog();
       case 'eob':
         return this.onEom(cmd.chunk);
       case 'abort':
@@ -590,6 +590,15 @@ export class MilterSession {
     this.closeHeaders();
     this.apply({ stage: 'eoh' });
     return this.step('eoh', 'eoh');
+  }
+
+  /**
+   * While the scanners lag more than SCAN_BACKLOG_LIMIT behind, the next packets wait (run() awaits this; packets
+   * queue up to their bound, then the MTA's socket is paused), so a slow or stopped scanner cannot fill memory.
+   */
+  private scanBacklog(): Promise<void> | undefined {
+    const scan = this.msg?.scan;
+    return scan && scan.backlog > SCAN_BACKLOG_LIMIT ? scan.drained() : undefined;
   }
 
   private onBody(chunk: Buffer, replied: boolean): void {

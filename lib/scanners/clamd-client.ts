@@ -127,6 +127,26 @@ export class ClamdStream {
     this.sock.write(CLAMD_COMMANDS.INSTREAM, 'latin1');
   }
 
+  /** Bytes written but not yet handed to the kernel (0 once the connection is gone). */
+  get backlog(): number {
+    return this.sock.destroyed ? 0 : this.sock.writableLength;
+  }
+
+  /** Resolves once the backlog is handed to the kernel, or the connection is gone. */
+  drained(): Promise<void> {
+    // 'drain' comes only after a write() said the buffer was full (at or over the high-water mark).
+    if (this.sock.destroyed || this.sock.writableLength < this.sock.writableHighWaterMark) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.sock.off('drain', done);
+        this.sock.off('close', done);
+        resolve();
+      };
+      this.sock.on('drain', done);
+      this.sock.on('close', done);
+    });
+  }
+
   write(chunk: Buffer): void {
     this.total += chunk.length;
     if (this.ended || this.failure !== undefined || this.verdict !== undefined) return;

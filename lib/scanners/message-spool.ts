@@ -42,6 +42,8 @@ export class MessageSpool {
   private digestValue: string | undefined;
   private disposed = false;
   private spilled = false;
+  /** Bytes queued for the spill file but not written yet. */
+  private queued = 0;
 
   constructor(private readonly options: MessageSpoolOptions) {
     this.hasher = options.hash ? createHash('sha256') : undefined;
@@ -78,12 +80,30 @@ export class MessageSpool {
         for (const c of earlier) await this.file.fh.write(c);
       });
     }
+    this.queued += data.length;
     this.pending = this.pending.then(async () => {
-      await this.file?.fh.write(data);
+      try {
+        await this.file?.fh.write(data);
+      } finally {
+        this.queued -= data.length;
+      }
     });
     this.pending = this.pending.catch((err: Error) => {
       this.error ??= err;
     });
+  }
+
+  /** Bytes queued for the spill file and not written yet (the in-memory part below memoryLimit is not a backlog). */
+  get backlog(): number {
+    return this.queued;
+  }
+
+  /** Resolves once every queued write is done (never rejects; finish() reports a failure). */
+  drained(): Promise<void> {
+    return this.pending.then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   /** Waits for every write to reach the file; rejects if writing failed. */

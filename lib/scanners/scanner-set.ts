@@ -153,6 +153,16 @@ export function createScannerSet(options: ScannerSetOptions, logger: Logger): Co
       }
     }
 
+    get backlog(): number {
+      if (this.aborted) return 0;
+      return (this.clamdStream?.backlog ?? 0) + (this.spool?.backlog ?? 0);
+    }
+
+    drained(): Promise<void> {
+      if (this.aborted) return Promise.resolve();
+      return Promise.all([this.clamdStream?.drained(), this.spool?.drained()]).then(() => undefined);
+    }
+
     end(): Promise<ScanOutcome> {
       this.endP ??= this.run().catch((err: Error) => {
         log.error({ err, sessionId: this.meta.sessionId }, 'scan failed unexpectedly');

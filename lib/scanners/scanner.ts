@@ -21,7 +21,17 @@ export interface ScanJob {
   end(): Promise<ScanOutcome>;
   /** Abandons the scan (client gone, message rejected); frees sockets, files and processes. */
   abort(): void;
+  /** Bytes written but not yet taken by the scanners (waiting for a scanner's socket or the spool file). */
+  readonly backlog: number;
+  /** Resolves once that backlog is gone, or the scanners stopped taking bytes (finished, failed, aborted). */
+  drained(): Promise<void>;
 }
+
+/**
+ * A door stops reading the message's source while a job's backlog is above this, until it has drained: a scanner
+ * slower than the client (or stopped) then slows the client instead of filling memory.
+ */
+export const SCAN_BACKLOG_LIMIT = 4 * 1024 * 1024;
 
 export interface ScanOutcome {
   readonly results: ScanResults;
@@ -38,6 +48,6 @@ export interface ScannerSet {
 
 export const NO_SCANNERS: ScannerSet = {
   enabled: false,
-  start: () => ({ write: () => undefined, end: async () => ({ results: { skipped: [], failed: {} } }), abort: () => undefined }),
+  start: () => ({ write: () => undefined, end: async () => ({ results: { skipped: [], failed: {} } }), abort: () => undefined, backlog: 0, drained: async () => undefined }),
   close: async () => undefined,
 };

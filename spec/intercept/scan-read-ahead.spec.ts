@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { ReadAheadBudget } from '../../lib/intercept/read-ahead.js';
-import type { ScanJob, ScannerSet } from '../../lib/scanners/scanner.js';
+import { SCAN_BACKLOG_LIMIT, type ScanJob, type ScannerSet } from '../../lib/scanners/scanner.js';
 import type { FaultUpstream } from '../helpers/fault-upstream.js';
 import { startHoldDoor } from '../helpers/hold-door.js';
 import { until } from '../helpers/intercept-harness.js';
@@ -31,28 +31,48 @@ describe('ReadAheadBudget', () => {
   });
 });
 
-/** A scanner that counts what the door fed it and, at that moment, what the upstream had received. */
-function countingScanner(up: () => FaultUpstream): { set: ScannerSet; fed: () => number; upstreamAtEnd: () => number | undefined } {
+/**
+ * A scanner that counts what the door fed it and, at its end, what the upstream had received. With `stalled`, it
+ * takes nothing (its backlog is everything fed) until `release()`.
+ */
+function countingScanner(up: () => FaultUpstream, stalled = false): { set: ScannerSet; fed: () => number; upstreamAtEnd: () => number | undefined; release: () => void } {
   let fed = 0;
+  let taken = 0;
   let upstreamAtEnd: number | undefined;
+  let release: () => void = () => undefined;
+  const released = stalled ? new Promise<void>((r) => (release = r)) : Promise.resolve();
   const set: ScannerSet = {
     enabled: true,
     start(): ScanJob {
       fed = 0;
+      taken = 0;
       return {
         write: (chunk) => {
           fed += chunk.length;
+          if (!stalled) taken = fed;
         },
         end: async () => {
           upstreamAtEnd = up().connections[0]?.partial.length ?? 0;
           return { results: { skipped: [], failed: {} } };
         },
         abort: () => undefined,
+        get backlog() {
+          return fed - taken;
+        },
+        drained: () => released.then(() => void (taken = fed)),
       };
     },
     close: async () => undefined,
   };
-  return { set, fed: () => fed, upstreamAtEnd: () => upstreamAtEnd };
+  return {
+    set,
+    fed: () => fed,
+    upstreamAtEnd: () => upstreamAtEnd,
+    release: () => {
+      stalled = false;
+      release();
+    },
+  };
 }
 
 describe('intercept scan read-ahead (slow fault upstream, raw client)', function () {
@@ -85,6 +105,30 @@ describe('intercept scan read-ahead (slow fault upstream, raw client)', function
     assert.equal(r.fed, size, 'the scanner saw every byte');
     assert.equal(r.delivered, size, 'the upstream received every byte');
     assert.ok(r.upstreamAtEnd < size / 2, `the scan could end with ${r.upstreamAtEnd} of ${size} bytes at the upstream`);
+  });
+
+  it('a stalled scanner stops the door reading the client near SCAN_BACKLOG_LIMIT; released, the message completes', async () => {
+    const up = await fx.upstream();
+    const scanner = countingScanner(() => up, true);
+    const h = fx.door(await startHoldDoor({ upstreamPort: up.port, rules: 'rule ok at eom: => accept\n', scanners: scanner.set }));
+    const c = await fx.client(h.port);
+    await c.reply();
+    await c.cmd('EHLO client.test');
+    await c.cmd('MAIL FROM:<a@example.org>');
+    await c.cmd('RCPT TO:<b@example.net>');
+    assert.match(await c.cmd('DATA'), /^354 /);
+    const message = `Subject: big\r\n\r\n${BODY}`;
+    c.write(`${message}.\r\n`);
+    await until(() => scanner.fed() > SCAN_BACKLOG_LIMIT, 10_000, 'the backlog limit reached');
+    await new Promise((r) => setTimeout(r, 300));
+    const fedWhileStalled = scanner.fed();
+    assert.ok(fedWhileStalled < SCAN_BACKLOG_LIMIT + 1024 * 1024, `the door kept feeding a stalled scanner: ${fedWhileStalled} bytes`);
+    assert.ok((up.connections[0]?.partial.length ?? 0) <= fedWhileStalled, 'the upstream got no more than the scanner');
+    scanner.release();
+    assert.equal(await c.reply(20_000), '250 2.0.0 Ok: queued\r\n');
+    assert.equal(scanner.fed(), message.length);
+    await until(() => up.connections[0]?.messages.length === 1, 5000, 'the message at the upstream');
+    assert.equal(up.connections[0]!.messages[0]!.length, message.length);
   });
 
   it('scan_read_ahead 0: the scanner is fed at the upstream pace (the scan ends when most of the message is upstream)', async () => {

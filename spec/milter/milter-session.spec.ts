@@ -15,7 +15,7 @@ import type { Effect } from '../../lib/core/verdict.js';
 import { encodeCommand, type MilterReply } from '../../lib/milter/milter-codec.js';
 import { Proto } from '../../lib/milter/milter-constants.js';
 import { createMilterDoor } from '../../lib/milter/milter-door.js';
-import type { ScanJob, ScannerSet } from '../../lib/scanners/scanner.js';
+import { SCAN_BACKLOG_LIMIT, type ScanJob, type ScannerSet } from '../../lib/scanners/scanner.js';
 import { memoryLogger, MilterTestClient, POSTFIX_OPTNEG, scriptedPolicy, testDeps, type Script } from '../helpers/milter-client.js';
 import { freePort } from '../helpers/ports.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
@@ -361,6 +361,8 @@ describe('milter/milter-session over a socket', function () {
             return { results: { virus: { found: true, name: 'Eicar-Test', scanner: 'fake' }, skipped: [], failed: {} } };
           },
           abort: () => undefined,
+          backlog: 0,
+          drained: async () => undefined,
         };
       },
       close: async () => undefined,
@@ -382,12 +384,44 @@ describe('milter/milter-session over a socket', function () {
     assert.equal(seen[0]?.toString(), 'From: a@b\r\nX-Fold: one\r\n\ttwo\r\n\r\nline 1\r\nline 2\r\n');
   });
 
+  it('a scanner lagging more than SCAN_BACKLOG_LIMIT holds the next packets until it has drained', async () => {
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((r) => (release = r));
+    let backlog = 0;
+    const scanners: ScannerSet = {
+      enabled: true,
+      start: (): ScanJob => ({
+        write: () => void (backlog = SCAN_BACKLOG_LIMIT + 1),
+        end: async () => ({ results: { skipped: [], failed: {} } }),
+        abort: () => undefined,
+        get backlog() {
+          return backlog;
+        },
+        drained: () => released.then(() => void (backlog = 0)),
+      }),
+      close: async () => undefined,
+    };
+    const { port } = await start(['eom'], () => undefined, { scanners });
+    const c = await client(port);
+    await negotiated(c);
+    postfixConnect(c);
+    c.send({ type: 'helo', name: 'h' }, { type: 'mail', args: ['<a@b>'] }, { type: 'rcpt', args: ['<c@d>'] }, { type: 'header', name: 'From', value: ' a@b' }, { type: 'eoh' });
+    c.send({ type: 'body', chunk: Buffer.from('line 1\r\n') });
+    assert.deepEqual(await c.reply(), { type: 'continue' }, 'the chunk that fills the backlog is answered');
+    c.send({ type: 'body', chunk: Buffer.from('line 2\r\n') });
+    await c.nothingFor(300); // the next chunk waits for the scanner
+    release();
+    assert.deepEqual(await c.reply(), { type: 'continue' });
+    c.send({ type: 'eob', chunk: Buffer.alloc(0) });
+    assert.equal((await c.untilFinal()).at(-1)?.type, 'continue');
+  });
+
   it('stops copying to scanners past maxScanBytes (the crossing chunk still goes, so scanners see the overflow)', async () => {
     let written = 0;
     const scanners = {
       enabled: true,
       maxScanBytes: 100,
-      start: (): ScanJob => ({ write: (b: Buffer) => void (written += b.length), end: async () => ({ results: { skipped: ['clamd'], failed: {} } }), abort: () => undefined }),
+      start: (): ScanJob => ({ write: (b: Buffer) => void (written += b.length), end: async () => ({ results: { skipped: ['clamd'], failed: {} } }), abort: () => undefined, backlog: 0, drained: async () => undefined }),
       close: async () => undefined,
     };
     const { port, policy } = await start(['eom'], () => undefined, { scanners });

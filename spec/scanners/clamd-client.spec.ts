@@ -94,4 +94,32 @@ describe('ClamdClient against a real clamd', function () {
       await own.stop();
     }
   });
+
+  it('reports its backlog while clamd is stopped, and drained() resolves once clamd takes the bytes again', async () => {
+    const own = await startClamd({ streamMaxLength: '25M' });
+    try {
+      const c = new ClamdClient({ address: own.socketPath, maxBytes: 25 * 1024 * 1024, timeoutMs: 20_000 });
+      const s = c.startStream();
+      s.write(testMessage('first part'));
+      await new Promise((r) => setTimeout(r, 100));
+      process.kill(own.pid, 'SIGSTOP');
+      let drained = false;
+      try {
+        for (let i = 0; i < 160; i++) s.write(Buffer.alloc(64 * 1024, 0x61)); // 10 MiB more than clamd can take now
+        await new Promise((r) => setTimeout(r, 200));
+        assert.ok(s.backlog > 4 * 1024 * 1024, `backlog ${s.backlog} while clamd is stopped`);
+        void s.drained().then(() => (drained = true));
+        await new Promise((r) => setTimeout(r, 200));
+        assert.equal(drained, false, 'drained() waits while clamd takes nothing');
+      } finally {
+        process.kill(own.pid, 'SIGCONT');
+      }
+      await s.drained();
+      assert.equal(s.backlog, 0);
+      const r = await s.end();
+      assert.equal(r.kind, 'clean');
+    } finally {
+      await own.stop();
+    }
+  });
 });
