@@ -137,6 +137,14 @@ describe('intercept relay session: upstream faults and odd peers', function () {
     }
   });
 
+  it('an upstream reset while the client is paused for it (large message, slow upstream): 451 at the end of data, not a hang', async () => {
+    const c = await setup({ slowData: { everyBytes: 256 * 1024, ms: 100 }, resetAfterDataBytes: 2 * 1024 * 1024 }, { dataTimeout: 60_000 });
+    await openData(c);
+    const line = 'a line of a large message sent faster than the next hop reads it, about eighty bytes\r\n';
+    c.write(line.repeat(Math.ceil((16 * 1024 * 1024) / line.length)));
+    assert.equal(await c.cmd('.', 15_000), '451 4.4.2 Connection to the next hop lost, try again later\r\n');
+  });
+
   it('no leaked sessions after every fault above (door count back to 0)', async () => {
     const c = await setup({ resetAfterDataBytes: 10 });
     await openData(c);
