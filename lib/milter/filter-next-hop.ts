@@ -103,12 +103,31 @@ export class NextHopClient {
     const go = await this.command('DATA');
     if (go.code !== 354) return go;
     const socket = this.socket!;
-    // Write to the socket without letting pipeline() end or destroy it.
+    // A next hop that stops taking bytes for dataTimeoutMs is given up (like Postfix's smtp_data_xfer_timeout).
+    const idleMs = this.options.dataTimeoutMs;
+    let stall = setTimeout(() => this.fail(new NextHopError(`next hop took no message data for ${idleMs} ms`)), idleMs);
+    // Write to the socket without letting pipeline() end or destroy it. A write waiting for room ends when the
+    // socket drains or closes (a lost next hop must fail the transfer, not leave it waiting for ever).
     const sink = new Writable({
       write: (chunk: Buffer, _enc, cb) => {
         if (this.failure) return cb(this.failure);
-        if (socket.write(chunk)) cb();
-        else socket.once('drain', () => cb());
+        const progressed = (): void => {
+          clearTimeout(stall);
+          stall = setTimeout(() => this.fail(new NextHopError(`next hop took no message data for ${idleMs} ms`)), idleMs);
+        };
+        if (socket.write(chunk)) {
+          progressed();
+          return cb();
+        }
+        const done = (): void => {
+          socket.off('drain', done);
+          socket.off('close', done);
+          if (this.failure) return cb(this.failure);
+          progressed();
+          cb();
+        };
+        socket.on('drain', done);
+        socket.on('close', done);
       },
     });
     this.streaming = true;
@@ -118,6 +137,8 @@ export class NextHopClient {
     } catch (err) {
       this.fail(err instanceof NextHopError ? err : new NextHopError(`sending the message failed: ${(err as Error).message}`));
       throw this.failure;
+    } finally {
+      clearTimeout(stall);
     }
     return await this.read(this.options.dataTimeoutMs);
   }

@@ -16,6 +16,7 @@ import { doorDeps, lockStoreIn, scriptedPolicy, type Decide, type ScriptedPolicy
 import { smtpSinkAvailable, startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 import { SocketBuffer, type TakeUnit } from '../helpers/socket-buffer.js';
+import { startFaultUpstream } from '../helpers/fault-upstream.js';
 import type { DoorDeps } from '../../lib/daemon/door.js';
 
 /** One whole SMTP reply (all its lines joined by \n) off the front of the buffer. */
@@ -248,6 +249,29 @@ describe('filter door (raw SMTP from "Postfix", smtp-sink as next hop)', functio
     assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '451 4.4.1 Next hop unavailable, try again later');
     sink = await startSmtpSink({ port });
     assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '250 2.1.0 Ok');
+  });
+
+  it('a next hop that resets while the door waits to write (large message, slow reader): 451, not a hang', async () => {
+    const slow = await startFaultUpstream({ slowData: { everyBytes: 256 * 1024, ms: 100 }, resetAfterDataBytes: 2 * 1024 * 1024 });
+    try {
+      const port = await freePort();
+      door = createFilterDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port }, nextHop: { host: '127.0.0.1', port: slow.port }, spoolDir: temp.path }, doorDeps({ policy: scriptedPolicy(() => undefined), locks, limits: { dataTimeout: 60_000 } }));
+      await door.start();
+      const c = await SmtpLines.open(port);
+      open.push(c);
+      await c.reply();
+      await c.cmd('EHLO mx.example');
+      assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '250 2.0.0 Ok');
+      assert.equal(await c.cmd('RCPT TO:<b@example.net>'), '250 2.0.0 Ok');
+      assert.match((await c.cmd('DATA')) ?? '', /^354 /);
+      const line = 'a line of a large message that the next hop reads slowly, about eighty bytes long\r\n';
+      c.send(`Subject: big\r\n\r\n${line.repeat(Math.ceil((12 * 1024 * 1024) / line.length))}.\r\n`);
+      assert.equal(await c.reply(15_000), '451 4.4.1 Next hop unavailable, try again later');
+    } finally {
+      await door?.stop(500);
+      door = undefined;
+      await slow.close();
+    }
   });
 
   it('survives random garbage commands: every line gets a reply, then a normal message still passes', async () => {
