@@ -137,7 +137,10 @@ export class ClamdStream {
     // 'drain' comes only after a write() said the buffer was full (at or over the high-water mark).
     if (this.sock.destroyed || this.sock.writableLength < this.sock.writableHighWaterMark) return Promise.resolve();
     return new Promise((resolve) => {
+      // A clamd that takes nothing for its timeout has failed (the rules decide what that means; tempfail by default).
+      const stalled = setTimeout(() => this.fail(`clamd took no data for ${this.client.timeoutMs} ms`), this.client.timeoutMs);
       const done = (): void => {
+        clearTimeout(stalled);
         this.sock.off('drain', done);
         this.sock.off('close', done);
         resolve();

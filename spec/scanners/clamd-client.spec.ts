@@ -122,4 +122,28 @@ describe('ClamdClient against a real clamd', function () {
       await own.stop();
     }
   });
+
+  it('a clamd that takes no data for its timeout fails the scan, and drained() resolves', async () => {
+    const own = await startClamd({ streamMaxLength: '25M' });
+    try {
+      const c = new ClamdClient({ address: own.socketPath, maxBytes: 25 * 1024 * 1024, timeoutMs: 1000 });
+      const s = c.startStream();
+      s.write(testMessage('first part'));
+      await new Promise((r) => setTimeout(r, 100));
+      process.kill(own.pid, 'SIGSTOP');
+      try {
+        for (let i = 0; i < 160; i++) s.write(Buffer.alloc(64 * 1024, 0x61));
+        const t0 = Date.now();
+        await s.drained();
+        assert.ok(Date.now() - t0 >= 900, 'drained() waited for the timeout');
+        const r = await s.end();
+        assert.equal(r.kind, 'error');
+        assert.match(r.kind === 'error' ? r.message : '', /took no data for 1000 ms/);
+      } finally {
+        process.kill(own.pid, 'SIGCONT');
+      }
+    } finally {
+      await own.stop();
+    }
+  });
 });
