@@ -3,10 +3,7 @@
  * Modes that need it (tproxy, redirect, full transparency) call `requireNative()` at start and fail with a clear
  * message if it is missing; fixed and proxy modes never load it.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadNativeAddon, nativeAddonError } from '../core/native-addon.js';
 
 export interface NativeSockopt {
   /** SO_ORIGINAL_DST (family 4) or IP6T_SO_ORIGINAL_DST (family 6) of an accepted socket. Throws with `code` = errno name. */
@@ -30,53 +27,16 @@ export interface NativeSockopt {
   retainNetAdmin(): void;
 }
 
-const here = dirname(fileURLToPath(import.meta.url));
-
-/** Candidate locations: the repo's native/ seen from lib/intercept in dist/, .build/NAME/ or a source checkout. */
-function candidates(): string[] {
-  const out: string[] = [];
-  const env = process.env['SLUICE_NATIVE'];
-  if (env) out.push(env);
-  let dir = here;
-  for (let i = 0; i < 6; i++) {
-    out.push(join(dir, 'native', 'build', 'Release', 'sluice_sockopt.node'));
-    const up = dirname(dir);
-    if (up === dir) break;
-    dir = up;
-  }
-  return out;
-}
-
-let cached: NativeSockopt | undefined;
-let loadError: string | undefined;
-
+/** The helper, when the addon is built and loads. */
 export function loadNative(): NativeSockopt | undefined {
-  if (cached) return cached;
-  if (loadError !== undefined) return undefined;
-  const require = createRequire(import.meta.url);
-  const tried: string[] = [];
-  for (const file of candidates()) {
-    if (!existsSync(file)) {
-      tried.push(file);
-      continue;
-    }
-    try {
-      cached = require(file) as NativeSockopt;
-      return cached;
-    } catch (err) {
-      loadError = `cannot load ${file}: ${(err as Error).message}`;
-      return undefined;
-    }
-  }
-  loadError = `native helper not built (looked for ${tried[0] ?? 'native/build/Release/sluice_sockopt.node'} and parents); run "npx node-gyp rebuild -C native"`;
-  return undefined;
+  return loadNativeAddon() as NativeSockopt | undefined;
 }
 
 /** The helper, or an Error naming what needs it and how to build it. */
 export function requireNative(what: string): NativeSockopt {
   const n = loadNative();
   if (n) return n;
-  throw new Error(`${what} needs the native socket helper: ${loadError ?? 'not available'}`);
+  throw new Error(`${what} needs the native socket helper: ${nativeAddonError() ?? 'not available'}`);
 }
 
 /**

@@ -10,6 +10,7 @@
 import { connect, type Socket } from 'node:net';
 import { CLAMD_COMMANDS, CLAMD_MAX_REPLY, instreamChunkHeader, parseClamdScanReply, type ClamdVerdict } from './clamd-protocol.js';
 import { connectOptions, parseScannerAddress, type ScannerAddress } from './scanner-address.js';
+import { SCAN_BACKLOG_RESUME } from './scanner.js';
 
 export interface ClamdClientOptions {
   /** "/run/clamav/clamd.ctl", "unix:/path" or "host:port". */
@@ -111,6 +112,8 @@ export class ClamdStream {
   private result: ClamdScanResult | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
   private replyTimer: NodeJS.Timeout | undefined;
+  /** Doors waiting in drained(). */
+  private readonly waiters = new Set<{ progressed(): void; done(): void }>();
 
   constructor(private readonly client: ClamdClient) {
     this.sock = connect(connectOptions(client.address));
@@ -132,23 +135,42 @@ export class ClamdStream {
     return this.sock.destroyed ? 0 : this.sock.writableLength;
   }
 
-  /** Resolves once the backlog is handed to the kernel, or the connection is gone. */
+  /**
+   * Resolves once the backlog is down to SCAN_BACKLOG_RESUME (checked as each write reaches the kernel), or the
+   * connection is gone. A clamd that takes nothing for its timeout meanwhile has failed: the connection is closed
+   * and the rules decide what that means (tempfail by default).
+   */
   drained(): Promise<void> {
-    // 'drain' comes only after a write() said the buffer was full (at or over the high-water mark).
-    if (this.sock.destroyed || this.sock.writableLength < this.sock.writableHighWaterMark) return Promise.resolve();
+    if (this.backlog <= SCAN_BACKLOG_RESUME) return Promise.resolve();
     return new Promise((resolve) => {
-      // A clamd that takes nothing for its timeout has failed (the rules decide what that means; tempfail by default).
-      const stalled = setTimeout(() => this.fail(`clamd took no data for ${this.client.timeoutMs} ms`), this.client.timeoutMs);
-      const done = (): void => {
-        clearTimeout(stalled);
-        this.sock.off('drain', done);
-        this.sock.off('close', done);
-        resolve();
+      const stall = (): NodeJS.Timeout => setTimeout(() => this.fail(`clamd took no data for ${this.client.timeoutMs} ms`), this.client.timeoutMs);
+      let stalled = stall();
+      const waiter = {
+        progressed: (): void => {
+          clearTimeout(stalled);
+          stalled = stall();
+        },
+        done: (): void => {
+          clearTimeout(stalled);
+          this.sock.off('close', waiter.done);
+          this.waiters.delete(waiter);
+          resolve();
+        },
       };
-      this.sock.on('drain', done);
-      this.sock.on('close', done);
+      this.waiters.add(waiter);
+      this.sock.on('close', waiter.done);
     });
   }
+
+  /** A write reached the kernel: clamd took bytes. */
+  private readonly onFlushed = (): void => {
+    if (this.waiters.size === 0) return;
+    const low = this.backlog <= SCAN_BACKLOG_RESUME;
+    for (const w of [...this.waiters]) {
+      if (low) w.done();
+      else w.progressed();
+    }
+  };
 
   write(chunk: Buffer): void {
     this.total += chunk.length;
@@ -161,7 +183,8 @@ export class ClamdStream {
     for (let off = 0; off < data.length; off += size) {
       const piece = data.subarray(off, Math.min(off + size, data.length));
       this.sock.write(instreamChunkHeader(piece.length));
-      this.sock.write(piece);
+      if (off + size >= data.length) this.sock.write(piece, this.onFlushed);
+      else this.sock.write(piece);
     }
     this.sock.uncork();
     this.sent += data.length;

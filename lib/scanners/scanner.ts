@@ -23,7 +23,10 @@ export interface ScanJob {
   abort(): void;
   /** Bytes written but not yet taken by the scanners (waiting for a scanner's socket or the spool file). */
   readonly backlog: number;
-  /** Resolves once that backlog is gone, or the scanners stopped taking bytes (finished, failed, aborted). */
+  /**
+   * Resolves once that backlog is down to SCAN_BACKLOG_RESUME or less, or the scanners stopped taking bytes
+   * (finished, failed, aborted).
+   */
   drained(): Promise<void>;
 }
 
@@ -32,6 +35,8 @@ export interface ScanJob {
  * slower than the client (or stopped) then slows the client instead of filling memory.
  */
 export const SCAN_BACKLOG_LIMIT = 4 * 1024 * 1024;
+/** ...and reads again once it is down to this (half), so the scanners never run dry while the door waits. */
+export const SCAN_BACKLOG_RESUME = SCAN_BACKLOG_LIMIT / 2;
 
 export interface ScanOutcome {
   readonly results: ScanResults;

@@ -9,6 +9,8 @@
  * At most two bytes are carried between chunks ("." and ".\r" at a line start, or a trailing CR).
  */
 
+import { NATIVE_DATA_SCAN, type DataScan } from './data-scan.js';
+
 export type BareLineEndingPolicy = 'reject' | 'normalise';
 
 export interface FrameOutput {
@@ -46,7 +48,18 @@ export class DataFramer {
   /** Raw bytes received so far (dot-stuffed, including the final "."). */
   rawBytes = 0;
 
-  constructor(readonly bare: BareLineEndingPolicy = 'reject') {}
+  /**
+   * `scan`: the fast path that skips ordinary lines (default: the native one when built; `null` forces the
+   * JavaScript loop alone, which is the reference the fast path is tested against).
+   */
+  constructor(
+    readonly bare: BareLineEndingPolicy = 'reject',
+    scan: DataScan | null = NATIVE_DATA_SCAN ?? null,
+  ) {
+    this.scan = scan ?? undefined;
+  }
+
+  private readonly scan: DataScan | undefined;
 
   /** In reject mode: a bare line ending was seen, so nothing more is forwarded. */
   get stopped(): boolean {
@@ -146,6 +159,24 @@ export class DataFramer {
           runStart = i;
         }
         this.atLineStart = false;
+      }
+      if (this.scan) {
+        // Ordinary lines (CRLF-terminated, no leading dot, no bare CR/LF) up to k need nothing: skip them at once.
+        const k = this.scan(data, i);
+        if (k > i) {
+          if (data.lastIndexOf(LF, k - 1) >= i) this.prevCrlf = true;
+          i = k;
+          nextCr = nextLf = -2;
+          const lineStart = data[i - 1] === LF;
+          if (i >= n) {
+            this.atLineStart = lineStart;
+            break;
+          }
+          if (lineStart) {
+            this.atLineStart = true;
+            continue;
+          }
+        }
       }
       if (nextCr < i && nextCr !== -1) nextCr = data.indexOf(CR, i);
       if (nextLf < i && nextLf !== -1) nextLf = data.indexOf(LF, i);

@@ -8,6 +8,7 @@
  *   closeFd(fd)
  *   keepCapabilities(on)                                     prctl(PR_SET_KEEPCAPS) for the calling (main) thread
  *   retainNetAdmin()                                         after setuid: CAP_NET_ADMIN+CAP_NET_RAW only, effective
+ *   scanData(buffer, start)                                  the DATA framer's fast path (src/data_scan.c)
  * Errors are thrown as JS Errors whose `code` is the errno name.
  * Plain C against node_api.h only (no node-addon-api).
  */
@@ -335,6 +336,9 @@ static napi_value retain_net_admin(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* data_scan.c: the DATA framer's fast path. */
+napi_value sluice_scan_data(napi_env env, napi_callback_info info);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "getOriginalDestination", NULL, get_original_destination, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -345,6 +349,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL },
     { "keepCapabilities", NULL, keep_capabilities, NULL, NULL, NULL, napi_enumerable, NULL },
     { "retainNetAdmin", NULL, retain_net_admin, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "scanData", NULL, sluice_scan_data, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

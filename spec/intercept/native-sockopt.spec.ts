@@ -110,14 +110,18 @@ describe('native socket helper (loopback)', () => {
 
 describe('native helper missing', () => {
   it('modes that need it fail with a message saying how to build it', async () => {
-    // A copy of the loader outside the repo finds no native/build above it.
-    const { copyFileSync } = await import('node:fs');
+    // A copy of the loaders outside the repo finds no native/build above it.
+    const { copyFileSync, mkdirSync, writeFileSync } = await import('node:fs');
     const { join } = await import('node:path');
     const { makeTempDir } = await import('../helpers/temp-dir.js');
     const { buildRoot } = await import('../helpers/paths.js');
     const tmp = makeTempDir();
     try {
-      const copy = join(tmp.path, 'native-sockopt.mjs');
+      writeFileSync(join(tmp.path, 'package.json'), '{"type":"module"}\n');
+      mkdirSync(join(tmp.path, 'intercept'));
+      mkdirSync(join(tmp.path, 'core'));
+      copyFileSync(join(buildRoot, 'lib', 'core', 'native-addon.js'), join(tmp.path, 'core', 'native-addon.js'));
+      const copy = join(tmp.path, 'intercept', 'native-sockopt.js');
       copyFileSync(join(buildRoot, 'lib', 'intercept', 'native-sockopt.js'), copy);
       const saved = process.env['SLUICE_NATIVE'];
       delete process.env['SLUICE_NATIVE'];

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { ClamdClient } from '../../lib/scanners/clamd-client.js';
+import { SCAN_BACKLOG_RESUME } from '../../lib/scanners/scanner.js';
 import { requirePeer } from '../helpers/ci-guard.js';
 import { clamdAvailable, startClamd, type RunningClamd } from '../helpers/clamd.js';
 import { EICAR, EICAR_SIGNATURE, testMessage } from '../helpers/scan-samples.js';
@@ -95,7 +96,7 @@ describe('ClamdClient against a real clamd', function () {
     }
   });
 
-  it('reports its backlog while clamd is stopped, and drained() resolves once clamd takes the bytes again', async () => {
+  it('reports its backlog while clamd is stopped, and drained() resolves once clamd has taken it down to the resume mark', async () => {
     const own = await startClamd({ streamMaxLength: '25M' });
     try {
       const c = new ClamdClient({ address: own.socketPath, maxBytes: 25 * 1024 * 1024, timeoutMs: 20_000 });
@@ -115,7 +116,7 @@ describe('ClamdClient against a real clamd', function () {
         process.kill(own.pid, 'SIGCONT');
       }
       await s.drained();
-      assert.equal(s.backlog, 0);
+      assert.ok(s.backlog <= SCAN_BACKLOG_RESUME, `backlog ${s.backlog} after drained()`);
       const r = await s.end();
       assert.equal(r.kind, 'clean');
     } finally {
