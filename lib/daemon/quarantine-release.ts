@@ -6,6 +6,7 @@ import { connect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { ReplyParser, type ParsedReply } from '../smtp/reply-parser.js';
 import { DotStuffer } from '../smtp/dot-streams.js';
+import { waitForRoom } from '../core/socket-room.js';
 
 export interface ReleaseTarget {
   readonly host: string;
@@ -94,24 +95,6 @@ class SmtpConversation {
   }
 }
 
-/** Waits until the socket takes more bytes; fails if it closes first or takes nothing for `timeoutMs`. */
-function roomOrGone(sock: Socket, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error): void => {
-      clearTimeout(t);
-      sock.off('drain', onDrain);
-      sock.off('close', onClose);
-      if (err) reject(err);
-      else resolve();
-    };
-    const onDrain = (): void => done();
-    const onClose = (): void => done(new Error('the next hop closed the connection during DATA'));
-    const t = setTimeout(() => done(new Error(`the next hop took no data for ${timeoutMs} ms`)), timeoutMs);
-    sock.on('drain', onDrain);
-    sock.on('close', onClose);
-  });
-}
-
 function text(r: ParsedReply): string {
   return r.raw.replace(/\r\n$/, '').replace(/\r\n/g, ' / ');
 }
@@ -163,7 +146,10 @@ export async function releaseMessage(target: ReleaseTarget, sender: string, reci
     const stuffer = new DotStuffer();
     message.pipe(stuffer);
     for await (const chunk of stuffer) {
-      if (!sock.write(chunk as Buffer)) await roomOrGone(sock, timeoutMs);
+      if (sock.write(chunk as Buffer)) continue;
+      const room = await waitForRoom(sock, timeoutMs);
+      if (room === 'closed') throw new Error('the next hop closed the connection during DATA');
+      if (room === 'timeout') throw new Error(`the next hop took no data for ${timeoutMs} ms`);
     }
     const end = await conv.reply();
     await conv.command('QUIT').catch(() => undefined);

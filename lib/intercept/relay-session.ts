@@ -19,6 +19,7 @@ import { quarantineMetaFromTransaction } from '../core/quarantine-sink.js';
 import { renderAddress } from '../core/address-privacy.js';
 import { lockKey } from '../policy/lock-store.js';
 import { SCAN_BACKLOG_LIMIT, type ScanJob } from '../scanners/scanner.js';
+import { waitForRoom } from '../core/socket-room.js';
 import type { DoorDeps } from '../daemon/door.js';
 import { LineReader, type LineEvent } from '../smtp/line-reader.js';
 import { parseCommand, type SmtpCommand } from '../smtp/command-parser.js';
@@ -963,17 +964,7 @@ export class RelaySession {
   private async writeUpstream(data: Buffer): Promise<boolean> {
     const up = this.upstream;
     if (!up || !this.upstreamOpen || this.phase === 'closed') return false;
-    if (data.length > 0 && !up.write(data)) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          up.off('drain', done);
-          up.off('close', done);
-          resolve();
-        };
-        up.on('drain', done);
-        up.on('close', done);
-      });
-    }
+    if (data.length > 0 && !up.write(data)) await waitForRoom(up);
     return this.upstreamOpen && this.now() !== 'closed';
   }
 

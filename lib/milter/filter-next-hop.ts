@@ -7,6 +7,7 @@
 import { connect, type Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { Writable, type Readable, type Transform } from 'node:stream';
+import { waitForRoom } from '../core/socket-room.js';
 import { DotStuffer } from '../smtp/dot-streams.js';
 import { LineReader } from '../smtp/line-reader.js';
 import { ReplyParser, type ParsedReply } from '../smtp/reply-parser.js';
@@ -103,31 +104,19 @@ export class NextHopClient {
     const go = await this.command('DATA');
     if (go.code !== 354) return go;
     const socket = this.socket!;
-    // A next hop that stops taking bytes for dataTimeoutMs is given up (like Postfix's smtp_data_xfer_timeout).
-    const idleMs = this.options.dataTimeoutMs;
-    let stall = setTimeout(() => this.fail(new NextHopError(`next hop took no message data for ${idleMs} ms`)), idleMs);
     // Write to the socket without letting pipeline() end or destroy it. A write waiting for room ends when the
-    // socket drains or closes (a lost next hop must fail the transfer, not leave it waiting for ever).
+    // socket drains, closes (a lost next hop fails the transfer), or takes nothing for dataTimeoutMs (given up,
+    // like Postfix's smtp_data_xfer_timeout).
+    const idleMs = this.options.dataTimeoutMs;
     const sink = new Writable({
       write: (chunk: Buffer, _enc, cb) => {
         if (this.failure) return cb(this.failure);
-        const progressed = (): void => {
-          clearTimeout(stall);
-          stall = setTimeout(() => this.fail(new NextHopError(`next hop took no message data for ${idleMs} ms`)), idleMs);
-        };
-        if (socket.write(chunk)) {
-          progressed();
-          return cb();
-        }
-        const done = (): void => {
-          socket.off('drain', done);
-          socket.off('close', done);
-          if (this.failure) return cb(this.failure);
-          progressed();
-          cb();
-        };
-        socket.on('drain', done);
-        socket.on('close', done);
+        if (socket.write(chunk)) return cb();
+        void waitForRoom(socket, idleMs).then((room) => {
+          if (room === 'timeout') this.fail(new NextHopError(`next hop took no message data for ${idleMs} ms`));
+          else if (room === 'closed') this.fail(new NextHopError('next hop closed the connection'));
+          cb(this.failure);
+        });
       },
     });
     this.streaming = true;
@@ -137,8 +126,6 @@ export class NextHopClient {
     } catch (err) {
       this.fail(err instanceof NextHopError ? err : new NextHopError(`sending the message failed: ${(err as Error).message}`));
       throw this.failure;
-    } finally {
-      clearTimeout(stall);
     }
     return await this.read(this.options.dataTimeoutMs);
   }
