@@ -40,11 +40,14 @@ export async function openConfiguredLockStore(configPath: string): Promise<LockS
 export class ConfigAllowListStore implements LockStore {
   private readonly matcher: AllowListMatcher;
   private readonly createdAt = Date.now();
+  readonly isLockedNow?: (key: string) => LockEntry | undefined;
   constructor(
     private readonly inner: LockStore,
     private readonly keys: readonly string[],
   ) {
     this.matcher = new AllowListMatcher(keys);
+    const now = inner.isLockedNow;
+    if (now !== undefined) this.isLockedNow = (key) => (this.matcher.matches(key) ? undefined : now(key));
   }
 
   async lock(key: string, durationMs: number, reason: string, source: string): Promise<LockResult> {

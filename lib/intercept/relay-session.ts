@@ -1308,9 +1308,10 @@ export class RelaySession {
     const keys = [lockKey('client', this.opts.client.ip)];
     const user = this.tx.session.auth?.user;
     if (user) keys.push(lockKey('auth', user));
+    const now = this.deps.locks.isLockedNow;
     try {
       for (const key of keys) {
-        const e = await this.deps.locks.isLocked(key);
+        const e = now !== undefined ? now(key) : await this.deps.locks.isLocked(key);
         if (e) return key;
       }
     } catch (err) {

@@ -73,6 +73,12 @@ export class MemoryLockStore implements LockStore {
   }
 
   async isLocked(key: string): Promise<LockEntry | undefined> {
+    return this.lookup(key);
+  }
+
+  readonly isLockedNow = (key: string): LockEntry | undefined => this.lookup(key);
+
+  private lookup(key: string): LockEntry | undefined {
     const e = this.locks.get(key);
     if (!e) return undefined;
     if (e.expiresAt <= this.clock.now()) {

@@ -145,9 +145,16 @@ export class SqliteLockStore implements LockStore {
   }
 
   async isLocked(key: string): Promise<LockEntry | undefined> {
+    return this.lookup(key);
+  }
+
+  readonly isLockedNow = (key: string): LockEntry | undefined => this.lookup(key);
+
+  private lookup(key: string): LockEntry | undefined {
     const row = this.stmt.get.get(key, this.clock.now());
     return row ? toEntry(row) : undefined;
   }
+
 
   async list(): Promise<LockEntry[]> {
     return this.stmt.list.all(this.clock.now()).map(toEntry);

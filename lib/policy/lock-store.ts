@@ -30,6 +30,12 @@ export interface LockStore {
   unlock(key: string): Promise<boolean>;
   /** The live lock on the key, or undefined (expired locks never count). */
   isLocked(key: string): Promise<LockEntry | undefined>;
+  /**
+   * The same answer as isLocked, synchronously, for stores that hold their data in the process (memory,
+   * SQLite). Rules read a lock at every stage, and this spares each read a promise and a timer. Throws when
+   * the store fails; absent on stores that must wait for I/O (Redis).
+   */
+  readonly isLockedNow?: (key: string) => LockEntry | undefined;
   list(): Promise<LockEntry[]>;
   allow(key: string, note: string): Promise<void>;
   disallow(key: string): Promise<boolean>;

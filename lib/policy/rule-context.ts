@@ -55,6 +55,8 @@ export class EvalContext {
     /** SPF and DNS list facts, shared across the stages of one session (the same query is asked once). */
     private readonly sessionFacts: (s: SessionFacts) => Map<FactKey, FactValue>,
     readonly proxyName: string,
+    /** The lock store's synchronous lookup, when it has one (LockStore.isLockedNow). */
+    readonly lockedNow?: (key: string) => LockEntry | undefined,
   ) {}
 
   private nowMs: number | undefined;

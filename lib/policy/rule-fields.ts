@@ -88,6 +88,14 @@ export function lockFact(ctx: EvalContext, subject: 'client' | 'auth'): LockFact
   const value = subject === 'client' ? ctx.tx.session.client.ip : ctx.tx.session.auth?.user;
   if (value === undefined) return undefined;
   const key = `lock:${subject}:${value}`;
+  if (ctx.lockedNow !== undefined && !ctx.has(key)) {
+    try {
+      const entry = ctx.lockedNow(`${subject}:${value}`);
+      ctx.store(key, entry ? { entry } : {});
+    } catch {
+      // The asynchronous read below asks again and reports the failure the usual way.
+    }
+  }
   return ctx.fact<LockFact>(key, () => ({
     fetch: async (p) => {
       const entry: LockEntry | undefined = await p.locks.isLocked(`${subject}:${value}`);

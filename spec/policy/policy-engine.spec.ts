@@ -183,12 +183,37 @@ describe('policy/policy-engine', () => {
     assert.ok(Date.now() - t0 < 1000);
   });
 
-  it('a lock store that is down is a value (`locks failed`), not an exception', async () => {
-    const p = providers();
-    p.locks.isLocked = () => Promise.reject(new Error('redis down'));
+  it('a lock store that is down is a value (`locks failed`), not an exception: asynchronous and synchronous lookups', async () => {
     const rs = rules('rule l at connect: client is locked => reject\nrule f at connect: locks failed => tempfail 421 4.3.0 "try later"');
-    const v = await new PolicyEngine(rs, p).evaluate('connect', tx());
-    assert.deepEqual(v.reply, { code: 421, enhanced: '4.3.0', lines: ['try later'] });
+    const failures: Record<string, unknown>[] = [
+      { isLocked: () => Promise.reject(new Error('redis down')), isLockedNow: undefined },
+      {
+        isLocked: () => Promise.reject(new Error('database closed')),
+        isLockedNow: () => {
+          throw new Error('database closed');
+        },
+      },
+    ];
+    for (const failure of failures) {
+      const p = providers();
+      Object.assign(p.locks, failure);
+      const v = await new PolicyEngine(rs, p).evaluate('connect', tx());
+      assert.deepEqual(v.reply, { code: 421, enhanced: '4.3.0', lines: ['try later'] });
+    }
+  });
+
+  it('a lock is read synchronously where the store can (no promise, no timer), and through isLocked where it cannot', async () => {
+    const rs = rules('rule l at connect: client is locked => reject 554 5.7.1 "locked: {lock.reason}"');
+    for (const sync of [true, false]) {
+      const p = providers();
+      await p.locks.lock('client:192.0.2.1', 60_000, 'worm', 'manual');
+      let asyncReads = 0;
+      const isLocked = p.locks.isLocked.bind(p.locks);
+      Object.assign(p.locks, { isLocked: (k: string) => (asyncReads++, isLocked(k)), ...(sync ? {} : { isLockedNow: undefined }) });
+      const v = await new PolicyEngine(rs, p).evaluate('connect', tx('192.0.2.1'));
+      assert.deepEqual(v.reply, { code: 554, enhanced: '5.7.1', lines: ['locked: worm'] });
+      assert.equal(asyncReads, sync ? 0 : 1);
+    }
   });
 
   it('a lock action against a store that is down still answers, without hook or lock effect, and logs a warning', async () => {
