@@ -43,7 +43,7 @@ import { postfixAvailable, startPostfix, type PostfixInstance } from '../spec/he
 const SESSIONS = 16;
 const MESSAGES = Number(process.env['MILTER_BENCH_MESSAGES'] ?? 1000);
 const BODY_BYTES = Math.max(1, Math.min(10_000_000, Number(process.env['MILTER_BENCH_BODY'] ?? 4000) || 4000));
-const SCENARIOS = ['codec', 'postfix', 'libmilter-null', 'milter-example', 'milter-example-unix', 'milter-example-immediate', 'milter-accept', 'filter', 'latency-postfix', 'latency-milter', 'latency-milter-nr'] as const;
+const SCENARIOS = ['codec', 'postfix', 'libmilter-null', 'milter-example', 'milter-example-unix', 'milter-example-immediate', 'milter-accept', 'filter', 'latency-postfix', 'latency-milter', 'latency-milter-unix', 'latency-milter-nr'] as const;
 /** Single-session latency runs: messages sent one after another over one connection at a time. */
 const LATENCY_MESSAGES = 100;
 type Scenario = (typeof SCENARIOS)[number];
@@ -167,15 +167,15 @@ async function postfixScenario(scenario: Scenario): Promise<Result> {
     const latency = scenario.startsWith('latency-');
     const sessions = latency ? 1 : SESSIONS;
     const messages = latency ? LATENCY_MESSAGES : MESSAGES;
-    if (scenario.startsWith('milter-example') || scenario === 'milter-accept' || scenario === 'latency-milter' || scenario === 'latency-milter-nr') {
+    if (scenario.startsWith('milter-example') || scenario === 'milter-accept' || scenario.startsWith('latency-milter')) {
       const port = await freePort();
-      const policy = scenario.startsWith('milter-example') || scenario === 'latency-milter' ? exampleEngine() : new PolicyEngine(compileRules([]), { locks: new MemoryLockStore(), clock: { now: () => Date.now() } });
+      const policy = scenario.startsWith('milter-example') || scenario === 'latency-milter' || scenario === 'latency-milter-unix' ? exampleEngine() : new PolicyEngine(compileRules([]), { locks: new MemoryLockStore(), clock: { now: () => Date.now() } });
       const noReply = scenario === 'latency-milter-nr' || process.env['MILTER_BENCH_NOREPLY'] === '1';
       // sluice.yaml's default (milter.delay_reject: true) everywhere but milter-example-immediate; the knob overrides.
       const knob = process.env['MILTER_BENCH_DELAY_REJECT'];
       const delayReject = knob === '1' ? true : knob === '0' ? false : scenario.startsWith('milter-example') && scenario !== 'milter-example-immediate';
       let unixPath: string | undefined;
-      if (scenario === 'milter-example-unix') {
+      if (scenario === 'milter-example-unix' || scenario === 'latency-milter-unix') {
         // Postfix's smtpd and cleanup run as `postfix`: a world-traversable directory and a 0666 socket.
         socketDir = mkdtempSync(join(tmpdir(), 'sluice-milter-bench-'));
         chmodSync(socketDir, 0o755);
@@ -281,7 +281,7 @@ async function main(): Promise<void> {
   const order: Scenario[] =
     only.length > 0
       ? only
-      : ['codec', 'postfix', 'libmilter-null', 'milter-example', 'milter-example-unix', 'milter-example-immediate', 'milter-accept', 'filter', 'postfix', 'milter-example', 'milter-example-unix', 'postfix', 'milter-example', 'milter-example-unix', 'latency-postfix', 'latency-milter', 'latency-milter-nr'];
+      : ['codec', 'postfix', 'libmilter-null', 'milter-example', 'milter-example-unix', 'milter-example-immediate', 'milter-accept', 'filter', 'postfix', 'milter-example', 'milter-example-unix', 'postfix', 'milter-example', 'milter-example-unix', 'latency-postfix', 'latency-milter', 'latency-milter-unix', 'latency-milter-nr'];
   const runs: Result[] = [];
   for (const s of order) {
     const t0 = Date.now();

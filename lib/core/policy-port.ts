@@ -24,4 +24,9 @@ export interface PolicyNeeds {
   readonly spf: boolean;
   /** DNS list zones the rules consult. */
   readonly dnsLists: ReadonlySet<string>;
+  /**
+   * Stages where a rule may answer reject or tempfail. Absent: any stage with rules may (a door must then give
+   * every such stage its own answer). The milter door uses it to move DATA's rules to the next event.
+   */
+  readonly refuses?: ReadonlySet<RuleStage>;
 }

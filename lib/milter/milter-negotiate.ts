@@ -60,6 +60,11 @@ export interface NegotiateOptions {
    * header, EOH and body events without rules are never answered; see the comment in negotiate().
    */
   readonly noReply?: boolean;
+  /**
+   * The MTA is connected over a unix-domain socket. Only then is NODATA asked for: over TCP, the flush of smtpd's
+   * last events and cleanup's first one follow each other unanswered and meet Nagle (48 ms per message, measured).
+   */
+  readonly unixSocket?: boolean;
 }
 
 export function negotiate(offer: MilterOffer, wants: MilterWants, opts: NegotiateOptions = {}): Negotiated | ProtocolError {
@@ -75,7 +80,7 @@ export function negotiate(offer: MilterOffer, wants: MilterWants, opts: Negotiat
   const add = (bit: number): void => {
     if (can(bit)) protocol |= bit;
   };
-  // Connect, HELO, MAIL, RCPT and DATA always come: they fill the transaction later rules read.
+  // Connect, HELO, MAIL and RCPT always come: they fill the transaction later rules read (DATA: see below).
   //
   // Which events may go unanswered (NR_*) is decided by how Postfix writes to the milter socket, measured against
   // Postfix 3.7 on loopback (bench/milter.bench.ts, latency scenarios): Postfix buffers the commands it expects no
@@ -83,7 +88,8 @@ export function negotiate(offer: MilterOffer, wants: MilterWants, opts: Negotiat
   // connection to the cleanup server after DATA. Postfix does not set TCP_NODELAY, so when it flushes twice
   // without a reply from us in between, the second write waits (Nagle) for our ACK of the first, which the kernel
   // delays by ~40 ms: ~48 ms per message. Rule: every Postfix flush must be answered before the next one. So
-  //  - DATA is always received and answered: it is smtpd's last event before the hand-off flush;
+  //  - DATA, when it comes, is always answered: it is smtpd's last event before the hand-off flush (NODATA,
+  //    below, is asked for only over a unix socket: over TCP it stalls like the rest, measured);
   //  - headers, EOH and body chunks go unanswered (or are skipped) when no rule is bound to them: cleanup sends
   //    them in one buffered write with the end of message, which is answered;
   //  - CONNECT/HELO/MAIL/RCPT without rules go unanswered only with `noReply` (they ride along with the next
@@ -124,6 +130,13 @@ export function negotiate(offer: MilterOffer, wants: MilterWants, opts: Negotiat
   } else {
     add(Proto.NR_BODY);
   }
+  // DATA carries nothing a rule reads that the next event does not (the recipients are complete at RCPT). When no
+  // DATA rule can refuse, and the message has to be looked at after DATA anyway, Postfix need not send DATA: its
+  // rules run at the next event (a header, EOH, body or end of message), whose answer carries their verdict. One
+  // round trip less per message. Over TCP it would cost a Nagle stall (see NegotiateOptions.unixSocket).
+  const afterData = stages.has('data') || stages.has('eoh') || stages.has('eom') || wantsHeaders(wants) || wantsBody(wants);
+  const refuses = wants.needs.refuses;
+  if (opts.unixSocket === true && afterData && refuses !== undefined && !refuses.has('data')) add(Proto.NODATA);
   add(Proto.NR_UNKN);
   add(Proto.NOUNKNOWN);
 

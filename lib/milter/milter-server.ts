@@ -115,6 +115,7 @@ export class MilterServer {
       progressIntervalMs: this.options.progressIntervalMs,
       ...(this.options.noReply ? { noReply: true } : {}),
       ...(this.options.delayReject ? { delayReject: true } : {}),
+      ...(this.options.address.kind === 'unix' ? { unixSocket: true } : {}),
     });
     this.sessions.add(session);
     void session.closed.then(() => this.sessions.delete(session));

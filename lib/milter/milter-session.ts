@@ -30,6 +30,8 @@ export interface MilterSessionOptions {
   readonly noReply?: boolean;
   /** Judge CONNECT/HELO/MAIL on arrival, answer their verdicts at RCPT (default false). */
   readonly delayReject?: boolean;
+  /** The MTA is connected over a unix-domain socket (no Nagle delays: NODATA may be asked for). */
+  readonly unixSocket?: boolean;
 }
 
 /** Order of macro stages: a command of one stage clears the macros of every later stage (libmilter). */
@@ -65,12 +67,14 @@ interface MessageState {
   hits: RuleHit[];
   /** We told the MTA to skip the rest of the body. */
   skipping: boolean;
+  /** DATA's stage ran for this message (on SMFIC_DATA, or with NODATA at the first event after it). */
+  dataSeen: boolean;
   /** Scan results were cut short (the message outgrew the limit). */
   truncated: boolean;
 }
 
 function newMessage(): MessageState {
-  return { headersClosed: false, bytes: 0, mutations: [], hits: [], skipping: false, truncated: false };
+  return { headersClosed: false, bytes: 0, mutations: [], hits: [], skipping: false, truncated: false, dataSeen: false };
 }
 
 const CRLF = Buffer.from('\r\n');
@@ -203,6 +207,7 @@ export class MilterSession {
   }
 
   private replies(type: MilterCommand['type']): boolean {
+    if (type === 'data' && this.neg !== undefined && (this.neg.protocol & Proto.NODATA) !== 0) return false;
     const bit = NO_REPLY_BIT[type];
     return bit === undefined || this.neg === undefined || (this.neg.protocol & bit) === 0;
   }
@@ -238,6 +243,20 @@ export class MilterSession {
       this.fail('command before option negotiation', { command: cmd.type });
       return undefined;
     }
+    if (this.dataSkipped(cmd.type)) {
+      // NODATA: the MTA sends no DATA, so DATA's stage runs now, before the first event that follows it.
+      return this.onDataCommand(true).then(() => this.dispatch(cmd));
+    }
+    return this.dispatch(cmd);
+  }
+
+  /** With NODATA negotiated: `type` follows DATA, and this message's DATA stage has not run yet. */
+  private dataSkipped(type: MilterCommand['type']): boolean {
+    if (type !== 'header' && type !== 'eoh' && type !== 'body' && type !== 'eob') return false;
+    return this.neg !== undefined && (this.neg.protocol & Proto.NODATA) !== 0 && this.msg?.dataSeen !== true;
+  }
+
+  private dispatch(cmd: MilterCommand): Promise<void> | undefined {
     switch (cmd.type) {
       case 'optneg':
         return this.onOptneg(cmd);
@@ -290,7 +309,7 @@ export class MilterSession {
 
   private onOptneg(cmd: Extract<MilterCommand, { type: 'optneg' }>): undefined {
     const deps = this.opts.deps;
-    const neg = negotiate(cmd, { needs: deps.policy.needs, scanners: deps.scanners.enabled }, { noReply: this.opts.noReply === true, delayReject: this.opts.delayReject === true });
+    const neg = negotiate(cmd, { needs: deps.policy.needs, scanners: deps.scanners.enabled }, { noReply: this.opts.noReply === true, delayReject: this.opts.delayReject === true, unixSocket: this.opts.unixSocket === true });
     if (neg instanceof ProtocolError) {
       this.fail('option negotiation failed', { error: neg.message });
       return undefined;
@@ -433,7 +452,8 @@ export class MilterSession {
     else if (v && v.action !== 'continue' && this.delays(stage)) {
       // connect/helo verdicts live on as sessionReply/sessionDiscard/sessionQuarantine (render); MAIL's here.
       if (stage === 'mail' && pkt !== SIMPLE_PACKETS.continue && m) m.delayed = pkt;
-    } else if (v && v.action !== 'continue') this.log.warn({ stage, action: v.action }, 'verdict at a stage negotiated without reply; ignored');
+    } else if (v && v.action !== 'continue' && stage !== 'data') this.log.warn({ stage, action: v.action }, 'verdict at a stage negotiated without reply; ignored');
+    // (DATA without a reply is NODATA: render() kept its verdict for the end of message.)
     if (stage === 'rcpt' && this.tx && (!v || v.action === 'continue' || v.action === 'accept' || v.action === 'quarantine')) this.tx = acceptRecipient(this.tx);
   }
 
@@ -519,10 +539,11 @@ export class MilterSession {
     return this.step('rcpt', 'rcpt');
   }
 
-  private onDataCommand(): Promise<void> {
-    this.clearMacrosAfter('T');
+  /** `skipped`: NODATA, run before the event that follows DATA, whose macros have already arrived. */
+  private onDataCommand(skipped = false): Promise<void> {
+    if (!skipped) this.clearMacrosAfter('T');
     this.ensureTx();
-    this.currentMessage();
+    this.currentMessage().dataSeen = true;
     this.apply({ stage: 'data' });
     this.startScan();
     return this.step('data', 'data');

@@ -156,6 +156,7 @@ export function compileRules(sources: readonly RuleSource[], opts: CompileOption
     scan: uses.scan,
     spf: uses.spf,
     dnsLists: uses.dnsLists,
+    refuses: new Set(rules.filter((r) => r.action === 'reject' || r.action === 'tempfail').map((r) => r.stage)),
   };
   return { rules, byStage, lists, tests, needs, files: sources.map((s) => s.file) };
 }

@@ -1,37 +1,61 @@
 /**
  * The milter door with `delayReject` behind a real, private Postfix: CONNECT, HELO and MAIL are judged on arrival
  * but answered at RCPT (Postfix's smtpd_delay_reject model), so a refusal decided there refuses each recipient
- * with the rule's own text, and clean mail still gets its edits.
+ * with the rule's own text, and clean mail still gets its edits. Over TCP and over a unix socket, where the door
+ * also asks Postfix not to send DATA (its only rule adds a header) and runs DATA's rules at the next event.
  */
 import assert from 'node:assert/strict';
+import { chmodSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Door } from '../../lib/daemon/door.js';
+import { Proto } from '../../lib/milter/milter-constants.js';
 import { createMilterDoor } from '../../lib/milter/milter-door.js';
 import { requirePeer } from '../helpers/ci-guard.js';
-import { testDeps } from '../helpers/milter-client.js';
+import { memoryLogger, testDeps } from '../helpers/milter-client.js';
 import { milterTestEngine } from '../helpers/milter-rules.js';
 import { freePort } from '../helpers/ports.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { swaks, swaksAvailable } from '../helpers/swaks.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 
-describe('integration/milter with delayReject behind a real Postfix', function () {
+for (const transport of ['inet', 'unix'] as const) describe(`integration/milter with delayReject behind a real Postfix, ${transport} socket`, function () {
   this.timeout(60_000);
   let pf: PostfixInstance | undefined;
   let door: Door | undefined;
+  const logger = memoryLogger();
+  const dir = makeTempDir('sluice-milter-sock-');
 
   before(async function () {
     requirePeer(this, postfixAvailable && swaksAvailable, 'postfix (root), smtp-sink and swaks');
     const port = await freePort();
-    door = createMilterDoor({ listen: `inet:127.0.0.1:${port}`, delayReject: true }, testDeps(await milterTestEngine()));
+    // Postfix's smtpd runs as `postfix`: a traversable directory and a socket it may open.
+    chmodSync(dir.path, 0o755);
+    const path = join(dir.path, 'milter.sock');
+    const listen = transport === 'inet' ? `inet:127.0.0.1:${port}` : `unix:${path}`;
+    door = createMilterDoor({ listen, delayReject: true, ...(transport === 'unix' ? { socketMode: 0o666 } : {}) }, testDeps(await milterTestEngine(), { logger }));
     await door.start();
-    pf = await startPostfix({ snippets: ['milter'], ports: { 10030: port } });
+    pf = await startPostfix({ snippets: ['milter'], ports: { 10030: port }, ...(transport === 'unix' ? { main: { smtpd_milters: `unix:${path}` } } : {}) });
   });
 
   after(async () => {
     await pf?.stop();
     await door?.stop(500);
+    dir.remove();
   });
 
-  const send = (o: { from?: string; to?: string | string[]; helo?: string; extra?: string[] }) => swaks({ server: pf!.host, port: pf!.smtpPort, helo: o.helo ?? 'client.example', ...o });
+  it(`negotiates ${transport === 'unix' ? 'NODATA (no DATA rule refuses)' : 'DATA, answered (NODATA over TCP would stall on Nagle)'}`, async () => {
+    const r = await send({ from: 'alice@example.com', to: 'bob@example.net' });
+    assert.equal(r.code, 0, r.transcript);
+    const neg = logger.records.find((x) => x.msg === 'milter options negotiated');
+    assert.ok(neg, 'the door logged its negotiation');
+    const protocol = (neg.obj as { protocol: number }).protocol;
+    assert.equal((protocol & Proto.NODATA) !== 0, transport === 'unix');
+    assert.equal(protocol & Proto.NR_DATA, 0);
+  });
+
+  function send(o: { from?: string; to?: string | string[]; helo?: string; extra?: string[] }) {
+    return swaks({ server: pf!.host, port: pf!.smtpPort, helo: o.helo ?? 'client.example', ...o });
+  }
 
   it('a CONNECT refusal is given at RCPT with the rule text (not Postfix greeting 554)', async () => {
     const r = await send({ to: 'x@example.net', extra: ['--local-interface', '127.0.0.2'] });

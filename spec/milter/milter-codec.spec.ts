@@ -316,12 +316,30 @@ describe('milter/milter-negotiate', () => {
     assert.equal(h.protocol & (Proto.NR_HDR | Proto.NOHDRS | Proto.NOEOH | Proto.NR_EOH), 0);
   });
 
-  it('never skips DATA nor leaves it unanswered, with or without noReply (the reply that keeps Postfix from stalling)', () => {
+  it('over TCP never skips DATA nor leaves it unanswered, with or without noReply (the reply that keeps Postfix from stalling)', () => {
     for (const noReply of [false, true]) {
-      const n = negotiate(postfix, { needs: needs([]), scanners: false }, { noReply });
-      assert.ok(!(n instanceof ProtocolError));
-      assert.equal(n.protocol & (Proto.NODATA | Proto.NR_DATA), 0, `noReply ${noReply}`);
+      for (const stages of [[], ['data', 'eom']] as RuleStage[][]) {
+        const n = negotiate(postfix, { needs: needs(stages, { refuses: new Set() }), scanners: false }, { noReply, delayReject: true });
+        assert.ok(!(n instanceof ProtocolError));
+        assert.equal(n.protocol & (Proto.NODATA | Proto.NR_DATA), 0, `noReply ${noReply}, stages ${stages.join(',')}`);
+      }
     }
+  });
+
+  it('over a unix socket skips DATA (NODATA) when no DATA rule can refuse and the message is looked at after DATA anyway', () => {
+    const unix = { unixSocket: true, delayReject: true };
+    const skips = (n: ReturnType<typeof negotiate>): boolean => !(n instanceof ProtocolError) && (n.protocol & Proto.NODATA) !== 0;
+    // The example ruleset's shape: a trace header at DATA, rules at eom, refusals everywhere but DATA.
+    assert.ok(skips(negotiate(postfix, { needs: needs(['rcpt', 'data', 'eom'], { refuses: new Set(['rcpt', 'eom']) }), scanners: false }, unix)));
+    assert.ok(skips(negotiate(postfix, { needs: needs(['rcpt'], { refuses: new Set(['rcpt']) }), scanners: true }, unix)), 'scanners read the message after DATA');
+    // A DATA rule that may refuse must be answered at DATA.
+    assert.ok(!skips(negotiate(postfix, { needs: needs(['data', 'eom'], { refuses: new Set(['data']) }), scanners: false }, unix)));
+    // Nothing after DATA: DATA stays, and is answered with ACCEPT so Postfix sends nothing more of the message.
+    assert.ok(!skips(negotiate(postfix, { needs: needs(['rcpt'], { refuses: new Set(['rcpt']) }), scanners: false }, unix)));
+    // A policy that does not say where it refuses is taken to refuse anywhere.
+    assert.ok(!skips(negotiate(postfix, { needs: needs(['data', 'eom']), scanners: false }, unix)));
+    // An MTA that does not offer NODATA is not asked for it.
+    assert.ok(!skips(negotiate({ ...postfix, protocol: postfix.protocol & ~Proto.NODATA }, { needs: needs(['data', 'eom'], { refuses: new Set() }), scanners: false }, unix)));
   });
 
   it('with noReply: answers version 6, asks only for offered bits, and appends the macro lists', () => {

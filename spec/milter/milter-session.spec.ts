@@ -179,6 +179,55 @@ describe('milter/milter-session over a socket', function () {
     await c.nothingFor(30);
   });
 
+  it('over a unix socket: NODATA when no DATA rule refuses; DATA rules run before the next event, their edits and failures reach the end of message', async () => {
+    const dir = makeTempDir();
+    try {
+      const path = join(dir.path, 'milter.sock');
+      let failData = false;
+      const policy = scriptedPolicy(['rcpt', 'data', 'eom'], (stage, tx) => {
+        if (stage === 'data' && failData) return verdict({ action: 'tempfail' }); // what the engine answers when it fails
+        if (stage === 'data') return verdict({ action: 'continue', mutations: [{ kind: 'add', name: 'X-Trace', value: `rcpts ${tx.envelope.rcpts.join(' ')}` }] });
+        return undefined;
+      }, { refuses: new Set(['rcpt', 'eom']) });
+      door = createMilterDoor({ listen: `unix:${path}`, delayReject: true, readTimeoutMs: 10000 }, testDeps(policy));
+      await door.start();
+      const c = await MilterTestClient.open({ path });
+      clients.push(c);
+      const proto = await negotiated(c);
+      assert.notEqual(proto & Proto.NODATA, 0, 'DATA is not sent');
+      assert.notEqual(proto & Proto.NR_HDR, 0, 'headers go unanswered');
+      postfixConnect(c);
+      const message = (from: string): void => c.send({ type: 'macro', stage: 'M', macros: [['i', 'Q1']] }, { type: 'mail', args: [`<${from}>`] }, { type: 'rcpt', args: ['<a@y>'] });
+      message('one@x');
+      assert.deepEqual(await c.reply(), { type: 'continue' }, 'RCPT');
+      await c.nothingFor(30);
+      assert.deepEqual(policy.calls.map((x) => x.stage), ['rcpt'], 'DATA rules wait for the event after DATA');
+      c.send({ type: 'macro', stage: 'L', macros: [['i', 'Q1']] }, { type: 'header', name: 'Subject', value: ' hi' });
+      await c.nothingFor(30);
+      assert.deepEqual(policy.calls.map((x) => x.stage), ['rcpt', 'data'], 'the first header brings DATA rules to run');
+      c.send({ type: 'macro', stage: 'E', macros: [['i', 'Q1']] }, { type: 'eob', chunk: Buffer.alloc(0) });
+      assert.deepEqual(await c.untilFinal(), [{ type: 'addheader', name: 'X-Trace', value: ' rcpts a@y' }, { type: 'continue' }]);
+      assert.deepEqual(policy.calls.map((x) => x.stage), ['rcpt', 'data', 'eom']);
+      // The next message on the connection gets its own DATA stage.
+      c.send({ type: 'abort' });
+      message('two@x');
+      assert.deepEqual(await c.reply(), { type: 'continue' });
+      c.send({ type: 'eob', chunk: Buffer.alloc(0) });
+      assert.deepEqual(await c.untilFinal(), [{ type: 'addheader', name: 'X-Trace', value: ' rcpts a@y' }, { type: 'continue' }]);
+      assert.deepEqual(policy.calls.map((x) => x.stage), ['rcpt', 'data', 'eom', 'rcpt', 'data', 'eom']);
+      // A DATA stage that fails anyway (the engine's own tempfail) is answered at the end of message.
+      failData = true;
+      c.send({ type: 'abort' });
+      message('three@x');
+      assert.deepEqual(await c.reply(), { type: 'continue' });
+      c.send({ type: 'eob', chunk: Buffer.alloc(0) });
+      assert.deepEqual(await c.untilFinal(), [{ type: 'tempfail' }]);
+      assert.deepEqual(policy.calls.map((x) => x.stage).slice(6), ['rcpt', 'data'], 'a refused message has no eom stage');
+    } finally {
+      dir.remove();
+    }
+  });
+
   it('rejects at CONNECT with the exact SMFIR_REPLYCODE and sees the client from the packet and macros', async () => {
     let seen: Transaction | undefined;
     const { port } = await start(['connect'], (stage, tx) => {
