@@ -12,7 +12,7 @@ import { GENERIC_TEMPFAIL, MAX_REPLY_TEXT, replyProblem, type SmtpReply } from '
 import type { RuleStage } from '../core/stage.js';
 import type { SessionFacts, Transaction } from '../core/transaction.js';
 import { CONTINUE, type Effect, type HeaderMutation, type RuleHit, type SourceLocation, type Verdict, type VerdictAction } from '../core/verdict.js';
-import { lockKey, type LockEntry } from './lock-store.js';
+import { lockKey } from './lock-store.js';
 import type { PolicyProviders } from './providers.js';
 import { EvalContext, NeedFact, type FactKey, type FactValue } from './rule-context.js';
 import type { CompiledRule, CompiledRuleset } from './rule-compiler.js';
@@ -75,7 +75,6 @@ export class PolicyEngine implements PolicyPort {
   private readonly timeoutMs: number;
   private readonly budgetMs: number;
   private readonly dryRunLocks: boolean;
-  private readonly lockedNow: ((key: string) => LockEntry | undefined) | undefined;
   private readonly verdictHeaderNames: VerdictHeaderNames | undefined;
   private readonly sessionFacts = new WeakMap<SessionFacts, Map<FactKey, FactValue>>();
   /** The last facts map per client endpoint object (shared by every SessionFacts of one session), with its session id. */
@@ -98,7 +97,6 @@ export class PolicyEngine implements PolicyPort {
     this.timeoutMs = opts.providerTimeoutMs ?? 5000;
     this.budgetMs = opts.evaluationBudgetMs ?? 3 * this.timeoutMs;
     this.dryRunLocks = opts.dryRunLocks ?? false;
-    this.lockedNow = providers.locks.isLockedNow;
   }
 
   evaluate(stage: RuleStage, tx: Transaction): Promise<Verdict> {
@@ -162,7 +160,7 @@ export class PolicyEngine implements PolicyPort {
   }
 
   private run(stage: RuleStage, tx: Transaction, rules: readonly CompiledRule[], trace: RuleTrace[] | undefined): Verdict | Promise<Verdict> {
-    const ctx = new EvalContext(tx, stage, this.providers.clock, this.factsForBound, this.proxyName, this.lockedNow);
+    const ctx = new EvalContext(tx, stage, this.providers.clock, this.factsForBound, this.proxyName, this.providers);
     return this.loop(ctx, rules, 0, undefined, trace, 0);
   }
 

@@ -23,6 +23,11 @@ export interface LockFact {
 
 /** How to get a fact from the providers, and what it is when they fail or time out. */
 export interface FactSpec {
+  /**
+   * The value without waiting, when the providers have it at hand (a lock in the process's own store, a fact
+   * no provider is configured for); undefined (or a throw) sends the rule down the asynchronous fetch.
+   */
+  now?(providers: PolicyProviders): FactValue | undefined;
   fetch(providers: PolicyProviders): Promise<FactValue>;
   failed(reason: string): FactValue;
 }
@@ -55,8 +60,8 @@ export class EvalContext {
     /** SPF and DNS list facts, shared across the stages of one session (the same query is asked once). */
     private readonly sessionFacts: (s: SessionFacts) => Map<FactKey, FactValue>,
     readonly proxyName: string,
-    /** The lock store's synchronous lookup, when it has one (LockStore.isLockedNow). */
-    readonly lockedNow?: (key: string) => LockEntry | undefined,
+    /** For facts a provider answers without waiting (FactSpec.now). */
+    private readonly providers?: PolicyProviders,
   ) {}
 
   private nowMs: number | undefined;
@@ -107,8 +112,22 @@ export class EvalContext {
   }
 
   fact<T extends FactValue>(key: FactKey, spec: () => FactSpec): T {
-    const v = this.mapFor(key).get(key);
-    if (v === undefined) throw new NeedFact(key, spec());
-    return v as T;
+    const map = this.mapFor(key);
+    const v = map.get(key);
+    if (v !== undefined) return v as T;
+    const s = spec();
+    if (s.now !== undefined && this.providers !== undefined) {
+      let value: FactValue | undefined;
+      try {
+        value = s.now(this.providers);
+      } catch {
+        // The asynchronous fetch asks again and reports the failure the usual way.
+      }
+      if (value !== undefined) {
+        map.set(key, value);
+        return value as T;
+      }
+    }
+    throw new NeedFact(key, s);
   }
 }

@@ -64,9 +64,12 @@ export function spfFact(ctx: EvalContext): SpfOutcome {
   return ctx.fact<SpfOutcome>(key, () => spfSpec(s.client.ip, s.helo, sender));
 }
 
+const NO_SPF_PROVIDER: SpfOutcome = Object.freeze({ result: 'none', identity: 'mailfrom', explanation: 'no SPF provider configured' });
+
 function spfSpec(ip: string, helo: string | undefined, sender: string): FactSpec {
   return {
-    fetch: async (p) => (p.spf ? p.spf.check({ ip, sender, ...(helo !== undefined ? { helo } : {}) }) : { result: 'none', identity: 'mailfrom', explanation: 'no SPF provider configured' }),
+    now: (p) => (p.spf ? undefined : NO_SPF_PROVIDER),
+    fetch: async (p) => (p.spf ? p.spf.check({ ip, sender, ...(helo !== undefined ? { helo } : {}) }) : NO_SPF_PROVIDER),
     failed: (reason) => ({ result: 'temperror', identity: 'mailfrom', explanation: reason }),
   };
 }
@@ -75,6 +78,7 @@ export function dnsFact(ctx: EvalContext, kind: 'dnsbl' | 'rhsbl', zone: string)
   const subject = kind === 'dnsbl' ? ctx.tx.session.client.ip : domainOf(ctx.tx.envelope.mailFrom) ?? '';
   const key = `${kind}\u0000${zone}\u0000${subject}`;
   return ctx.fact<DnsListOutcome>(key, () => ({
+    now: (p) => (!p.dnsLists ? { zone, listed: false, codes: [], error: 'no DNS list provider configured' } : subject === '' ? { zone, listed: false, codes: [] } : undefined),
     fetch: async (p) => {
       if (!p.dnsLists) return { zone, listed: false, codes: [], error: 'no DNS list provider configured' };
       if (subject === '') return { zone, listed: false, codes: [] };
@@ -88,15 +92,12 @@ export function lockFact(ctx: EvalContext, subject: 'client' | 'auth'): LockFact
   const value = subject === 'client' ? ctx.tx.session.client.ip : ctx.tx.session.auth?.user;
   if (value === undefined) return undefined;
   const key = `lock:${subject}:${value}`;
-  if (ctx.lockedNow !== undefined && !ctx.has(key)) {
-    try {
-      const entry = ctx.lockedNow(`${subject}:${value}`);
-      ctx.store(key, entry ? { entry } : {});
-    } catch {
-      // The asynchronous read below asks again and reports the failure the usual way.
-    }
-  }
   return ctx.fact<LockFact>(key, () => ({
+    now: (p) => {
+      if (p.locks.isLockedNow === undefined) return undefined;
+      const entry = p.locks.isLockedNow(`${subject}:${value}`);
+      return entry ? { entry } : {};
+    },
     fetch: async (p) => {
       const entry: LockEntry | undefined = await p.locks.isLocked(`${subject}:${value}`);
       return entry ? { entry } : {};
