@@ -589,8 +589,9 @@ export class MilterSession {
     const line = `${name}:${leadspc ? '' : ' '}${value.replace(/\r?\n/g, '\r\n')}\r\n`;
     if (this.msg?.scan) this.feed(Buffer.from(line, 'utf8'));
     else this.currentMessage().bytes += Buffer.byteLength(line);
-    // Rules see the value without the whitespace after the colon, the same behind every door.
-    this.apply({ stage: 'header', name, value: leadspc ? value.replace(/^[ \t]+/, '') : value });
+    // Rules see the value without the whitespace after the colon, the same behind every door. Headers are kept
+    // only for rules that read them (headers arrive also for the size, scanners and edits).
+    if (this.opts.deps.policy.needs.headers) this.apply({ stage: 'header', name, value: leadspc ? value.replace(/^[ \t]+/, '') : value });
     if (!this.opts.deps.policy.needs.stages.has('header') && !this.sessionReply && !this.msg?.decided) {
       if (this.replies('header')) this.write(SIMPLE_PACKETS.continue);
       return undefined;

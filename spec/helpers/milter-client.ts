@@ -121,7 +121,8 @@ export function scriptedPolicy(stages: readonly RuleStage[], script: Script, ext
   const calls: Array<{ stage: RuleStage; tx: Transaction }> = [];
   return {
     calls,
-    needs: { stages: new Set(stages), headers: false, scan: false, spf: false, dnsLists: new Set(), ...extra },
+    // Like compiled rules: header and eoh rules read headers; others say so with `headers: true`.
+    needs: { stages: new Set(stages), headers: stages.includes('header') || stages.includes('eoh'), scan: false, spf: false, dnsLists: new Set(), ...extra },
     async evaluate(stage, tx) {
       calls.push({ stage, tx });
       return (await script(stage, tx)) ?? CONTINUE;

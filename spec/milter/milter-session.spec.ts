@@ -28,7 +28,7 @@ describe('milter/milter-session over a socket', function () {
   const clients: MilterTestClient[] = [];
 
   async function start(stages: RuleStage[], script: Script, opts: { scanners?: ScannerSet; effects?: EffectRunner; progressIntervalMs?: number; readTimeoutMs?: number; maxPacket?: number; headers?: boolean; noReply?: boolean } = {}) {
-    const policy = scriptedPolicy(stages, script, { headers: opts.headers ?? false });
+    const policy = scriptedPolicy(stages, script, opts.headers !== undefined ? { headers: opts.headers } : {});
     const logger = memoryLogger();
     const port = await freePort();
     door = createMilterDoor(
@@ -251,7 +251,7 @@ describe('milter/milter-session over a socket', function () {
       if (stage === 'data') return verdict({ action: 'continue', mutations: [{ kind: 'add', name: 'X-Sluice', value: 'checked by sluice' }] });
       if (stage === 'eom') return verdict({ action: 'continue', mutations: [{ kind: 'change', name: 'Subject', value: 'tagged', index: 1 }] });
       return undefined;
-    });
+    }, { headers: true });
     const c = await client(port);
     const proto = await negotiated(c);
     assert.notEqual(proto & Proto.NR_CONN, 0);
