@@ -12,6 +12,7 @@
  * A master.cf snippet line for the service `smtp inet` replaces the public smtpd (before-queue proxy setups).
  */
 import { execFile } from 'node:child_process';
+import { connect } from 'node:net';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from './paths.js';
@@ -162,6 +163,61 @@ const BASE_MASTER = [
 ];
 
 /**
+ * main.cf text with each parameter set once, by its last entry. Every Postfix process warns about each overridden
+ * entry in its log, and the master does so before postlogd runs: the datagrams queue up on the postlog socket,
+ * whose queue holds only net.unix.max_dgram_qlen (10 here) of them, and a master that blocks there never starts.
+ */
+function lastEntryWins(text: string): string {
+  const entries: string[][] = [];
+  for (const line of text.split('\n')) {
+    if (/^[ \t]/.test(line) && entries.length > 0 && !/^\s*(#|$)/.test(line)) entries[entries.length - 1]!.push(line);
+    else entries.push([line]);
+  }
+  const key = (e: string[]): string | undefined => /^([A-Za-z0-9_]+)\s*=/.exec(e[0] ?? '')?.[1];
+  const last = new Map<string, number>();
+  entries.forEach((e, i) => {
+    const k = key(e);
+    if (k !== undefined) last.set(k, i);
+  });
+  return entries
+    .filter((e, i) => {
+      const k = key(e);
+      return k === undefined || last.get(k) === i;
+    })
+    .map((e) => e.join('\n'))
+    .join('\n');
+}
+
+/** Resolves when a server on host:port answers with a 220 greeting (then says QUIT); rejects after timeoutMs. */
+async function smtpGreeting(host: string, port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host, port });
+      let buf = '';
+      const done = (v: boolean): void => {
+        clearTimeout(t);
+        s.destroy();
+        resolve(v);
+      };
+      const t = setTimeout(() => done(false), Math.max(100, deadline - Date.now()));
+      s.on('data', (d: Buffer) => {
+        buf += d.toString('latin1');
+        if (/^220[ -]/m.test(buf)) {
+          s.end('QUIT\r\n');
+          done(true);
+        }
+      });
+      s.on('error', () => done(false));
+      s.on('close', () => done(false));
+    });
+    if (ok) return;
+    if (Date.now() >= deadline) throw new Error(`no SMTP greeting on ${host}:${port}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
  * Starts a private Postfix. Under heavy load a master occasionally never logs "daemon started" (it blocks writing
  * to its log service); such an instance is killed and the start is tried once more.
  */
@@ -169,7 +225,7 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
   try {
     return await startPostfixOnce(options);
   } catch (err) {
-    if (!/daemon started/.test(String((err as Error).message))) throw err;
+    if (!/daemon started|SMTP greeting/.test(String((err as Error).message))) throw err;
     return await startPostfixOnce(options);
   }
 }
@@ -262,7 +318,7 @@ async function startPostfixOnce(options: PostfixOptions): Promise<PostfixInstanc
     }
     for (const [k, v] of Object.entries(options.main ?? {})) main.push(`${k} = ${v}`);
     master.push(...(options.master ?? []));
-    writeFileSync(join(configDir, 'main.cf'), main.join('\n') + '\n');
+    writeFileSync(join(configDir, 'main.cf'), lastEntryWins(main.join('\n')) + '\n');
     writeFileSync(join(configDir, 'master.cf'), master.join('\n') + '\n');
 
     const check = await run(POSTFIX, ['-c', configDir, 'check']);
@@ -273,8 +329,11 @@ async function startPostfixOnce(options: PostfixOptions): Promise<PostfixInstanc
 
     const inst = makeInstance({ name, dir, configDir, queueDir, smtpPort, sink, logFile, remove: temp.remove });
     // The master binds the public port before it daemonizes, but its children come up on first use: wait for the
-    // greeting so callers can connect right away.
-    await inst.waitForLog(/daemon started/, 10_000);
+    // greeting so callers can connect right away. Its "daemon started" log line counts as well; now and then the
+    // master's own line never reaches the log (it writes to postlogd before postlogd listens), while smtpd greets.
+    await Promise.any([inst.waitForLog(/daemon started/, 10_000), smtpGreeting('127.0.0.1', smtpPort, 10_000)]).catch(() => {
+      throw new Error(`postfix ${name}: neither "daemon started" in its log nor an SMTP greeting on port ${smtpPort} within 10 s`);
+    });
     return inst;
   } catch (err) {
     await cleanupOnFailure();
