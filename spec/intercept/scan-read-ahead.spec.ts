@@ -81,17 +81,23 @@ describe('intercept scan read-ahead (slow fault upstream, raw client)', function
   const LINE = 'a line of a message that is large enough to need read-ahead, padded out to about 80 bytes\r\n';
   const BODY = LINE.repeat(Math.ceil((12 * 1024 * 1024) / LINE.length));
 
-  async function send(options: { scanReadAhead?: number }): Promise<{ fed: number; upstreamAtEnd: number; delivered: number; reply: string }> {
-    // The next hop takes 256 KiB every 25 ms (about 10 MB/s): 12 MB take it over a second.
-    const up = await fx.upstream({ slowData: { everyBytes: 256 * 1024, ms: 25 } });
-    const scanner = countingScanner(() => up);
-    const h = fx.door(await startHoldDoor({ upstreamPort: up.port, rules: 'rule ok at eom: => accept\n', scanners: scanner.set, options }));
+  /** A door in front of `upstreamPort` scanning with `scanner`, and a client it has answered DATA with 354. */
+  async function clientAtData(upstreamPort: number, scanner: ReturnType<typeof countingScanner>, options: { scanReadAhead?: number } = {}) {
+    const h = fx.door(await startHoldDoor({ upstreamPort, rules: 'rule ok at eom: => accept\n', scanners: scanner.set, options }));
     const c = await fx.client(h.port);
     await c.reply();
     await c.cmd('EHLO client.test');
     await c.cmd('MAIL FROM:<a@example.org>');
     await c.cmd('RCPT TO:<b@example.net>');
     assert.match(await c.cmd('DATA'), /^354 /);
+    return c;
+  }
+
+  async function send(options: { scanReadAhead?: number }): Promise<{ fed: number; upstreamAtEnd: number; delivered: number; reply: string }> {
+    // The next hop takes 256 KiB every 25 ms (about 10 MB/s): 12 MB take it over a second.
+    const up = await fx.upstream({ slowData: { everyBytes: 256 * 1024, ms: 25 } });
+    const scanner = countingScanner(() => up);
+    const c = await clientAtData(up.port, scanner, options);
     c.write(`Subject: big\r\n\r\n${BODY}.\r\n`);
     const reply = await c.reply(20_000);
     await until(() => up.connections[0]?.messages.length === 1, 5000, 'the message at the upstream');
@@ -110,13 +116,7 @@ describe('intercept scan read-ahead (slow fault upstream, raw client)', function
   it('a stalled scanner stops the door reading the client near SCAN_BACKLOG_LIMIT; released, the message completes', async () => {
     const up = await fx.upstream();
     const scanner = countingScanner(() => up, true);
-    const h = fx.door(await startHoldDoor({ upstreamPort: up.port, rules: 'rule ok at eom: => accept\n', scanners: scanner.set }));
-    const c = await fx.client(h.port);
-    await c.reply();
-    await c.cmd('EHLO client.test');
-    await c.cmd('MAIL FROM:<a@example.org>');
-    await c.cmd('RCPT TO:<b@example.net>');
-    assert.match(await c.cmd('DATA'), /^354 /);
+    const c = await clientAtData(up.port, scanner);
     const message = `Subject: big\r\n\r\n${BODY}`;
     c.write(`${message}.\r\n`);
     await until(() => scanner.fed() > SCAN_BACKLOG_LIMIT, 10_000, 'the backlog limit reached');
