@@ -37,6 +37,9 @@ export interface MilterSessionOptions {
 /** Order of macro stages: a command of one stage clears the macros of every later stage (libmilter). */
 const MACRO_ORDER = ['C', 'H', 'M', 'R', 'T', 'L', 'N', 'B', 'E'] as const;
 
+/** OPTNEG answers already computed, per loaded ruleset (its needs) and offer + door options. */
+const NEGOTIATED = new WeakMap<object, Map<string, { readonly neg: Negotiated; readonly packet: Buffer }>>();
+
 /** The NR_* bit that means "no reply" for each replied-to command. */
 const NO_REPLY_BIT: Partial<Record<MilterCommand['type'], number>> = {
   connect: Proto.NR_CONN,
@@ -309,14 +312,27 @@ export class MilterSession {
 
   private onOptneg(cmd: Extract<MilterCommand, { type: 'optneg' }>): undefined {
     const deps = this.opts.deps;
-    const neg = negotiate(cmd, { needs: deps.policy.needs, scanners: deps.scanners.enabled }, { noReply: this.opts.noReply === true, delayReject: this.opts.delayReject === true, unixSocket: this.opts.unixSocket === true });
-    if (neg instanceof ProtocolError) {
-      this.fail('option negotiation failed', { error: neg.message });
-      return undefined;
+    const opts = { noReply: this.opts.noReply === true, delayReject: this.opts.delayReject === true, unixSocket: this.opts.unixSocket === true };
+    // Postfix opens a milter connection per SMTP session and offers the same options each time: the answer for
+    // one offer, rules and door options is computed and framed once (per loaded ruleset: keyed by its needs).
+    const key = `${cmd.version}/${cmd.actions}/${cmd.protocol}/${deps.scanners.enabled ? 1 : 0}${opts.noReply ? 1 : 0}${opts.delayReject ? 1 : 0}${opts.unixSocket ? 1 : 0}`;
+    let byOffer = NEGOTIATED.get(deps.policy.needs);
+    if (byOffer === undefined) NEGOTIATED.set(deps.policy.needs, (byOffer = new Map()));
+    let answer = byOffer.get(key);
+    if (answer === undefined) {
+      const neg = negotiate(cmd, { needs: deps.policy.needs, scanners: deps.scanners.enabled }, opts);
+      if (neg instanceof ProtocolError) {
+        this.fail('option negotiation failed', { error: neg.message });
+        return undefined;
+      }
+      answer = { neg, packet: encodeReply({ type: 'optneg', ...neg }) };
+      // Bounded: an MTA that offers ever-different options gets them computed each time instead.
+      if (byOffer.size < 64) byOffer.set(key, answer);
     }
+    const neg = answer.neg;
     this.neg = neg;
     this.log.debug({ offered: { version: cmd.version, actions: cmd.actions, protocol: cmd.protocol }, version: neg.version, actions: neg.actions, protocol: neg.protocol }, 'milter options negotiated');
-    this.write(encodeReply({ type: 'optneg', ...neg }));
+    this.write(answer.packet);
     return undefined;
   }
 

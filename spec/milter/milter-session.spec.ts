@@ -228,6 +228,44 @@ describe('milter/milter-session over a socket', function () {
     }
   });
 
+  it('answers the same offer the same way on every connection, and per door options and offer', async () => {
+    const dir = makeTempDir();
+    const doors: Door[] = [];
+    try {
+      // One loaded ruleset behind two doors: the OPTNEG answer is computed once per ruleset, offer and door options.
+      const policy = scriptedPolicy(['rcpt', 'data', 'eom'], () => undefined, { refuses: new Set(['rcpt', 'eom']) });
+      const path = join(dir.path, 'milter.sock');
+      const port = await freePort();
+      doors.push(createMilterDoor({ listen: `unix:${path}`, delayReject: true }, testDeps(policy)));
+      doors.push(createMilterDoor({ listen: `inet:127.0.0.1:${port}`, delayReject: true }, testDeps(policy)));
+      for (const d of doors) await d.start();
+      const answer = async (open: { path: string } | { port: number }, offer = POSTFIX_OPTNEG): Promise<MilterReply> => {
+        const c = await MilterTestClient.open(open);
+        clients.push(c);
+        c.send(offer);
+        return await c.reply();
+      };
+      const unix1 = await answer({ path });
+      const unix2 = await answer({ path });
+      const inet1 = await answer({ port });
+      const inet2 = await answer({ port });
+      assert.deepEqual(unix2, unix1);
+      assert.deepEqual(inet2, inet1);
+      assert.ok(unix1.type === 'optneg' && inet1.type === 'optneg');
+      if (unix1.type !== 'optneg' || inet1.type !== 'optneg') return;
+      assert.notEqual(unix1.protocol & Proto.NODATA, 0, 'unix socket: DATA not sent');
+      assert.equal(inet1.protocol & Proto.NODATA, 0, 'TCP: DATA sent');
+      // A narrower offer gets an answer within it, not the cached one.
+      const narrow = await answer({ path }, { type: 'optneg', version: 6, actions: 0x1ff, protocol: 0x3f });
+      assert.equal(narrow.type, 'optneg');
+      if (narrow.type === 'optneg') assert.equal(narrow.protocol & ~0x3f, 0);
+      assert.deepEqual(await answer({ path }), unix1);
+    } finally {
+      for (const d of doors) await d.stop(100);
+      dir.remove();
+    }
+  });
+
   it('rejects at CONNECT with the exact SMFIR_REPLYCODE and sees the client from the packet and macros', async () => {
     let seen: Transaction | undefined;
     const { port } = await start(['connect'], (stage, tx) => {
