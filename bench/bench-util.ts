@@ -4,6 +4,7 @@
  * INSTREAM timed on its own.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { freePort } from '../spec/helpers/ports.js';
 
@@ -116,4 +117,16 @@ export function smtpSource(port: number, sessions: number, messages: number, per
       resolve({ seconds: Number(process.hrtime.bigint() - t0) / 1e9, ok: !err, out: String(stdout) + String(stderr) });
     });
   });
+}
+
+/** The whole machine's CPU time so far (all cores, from /proc/stat), in ms: busy (user+nice+system+irq+softirq+steal) and idle (idle+iowait). Zeros where /proc is absent. */
+export function machineCpu(): { busyMs: number; idleMs: number } {
+  try {
+    const line = readFileSync('/proc/stat', 'latin1').split('\n', 1)[0] ?? '';
+    const [, user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).map(Number);
+    const tick = 10; // USER_HZ is 100 on Linux
+    return { busyMs: (user + nice + system + irq + softirq + steal) * tick, idleMs: (idle + iowait) * tick };
+  } catch {
+    return { busyMs: 0, idleMs: 0 };
+  }
 }

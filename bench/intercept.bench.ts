@@ -11,8 +11,10 @@
  * each at 1 session (1 message per connection), 16 sessions (1 per connection), and 16 sessions x many messages
  * per connection (-d). Then: idle concurrent sessions RSS (as many as the fd limit allows, up to 10,000) and one
  * 100 MB message (RSS growth of the sluice process and MB/s).
- * direct, node-pipe and sluice run INTERCEPT_BENCH_PASSES times (default 3), interleaved; the best pass of each
- * counts (a busy neighbour slows a pass, never speeds one up) and every pass is listed.
+ * After INTERCEPT_BENCH_PREHEAT seconds (default 15) of uncounted load (the VM's host gives an idle machine a
+ * burst that would otherwise flatter whatever runs first), direct, node-pipe and sluice run INTERCEPT_BENCH_PASSES
+ * times (default 5), interleaved. Each pass's rate is compared with direct's in the same pass and the median of those
+ * ratios is printed; the table shows the best pass of each target with every pass listed.
  * Prints a table and one `BENCH_JSON {...}` line. Bounded: well under 3 minutes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -136,12 +138,33 @@ interface Row {
 
 const LOADS = [
   { name: '1 session, 1 msg/conn', sessions: 1, messages: 500, perConnection: false },
-  { name: '16 sessions, 1 msg/conn', sessions: 16, messages: 4000, perConnection: false },
+  { name: '16 sessions, 1 msg/conn', sessions: 16, messages: 8000, perConnection: false },
   { name: '16 sessions, many msg/conn', sessions: 16, messages: 12000, perConnection: true },
 ] as const;
 
 /** Throughput passes: direct, node-pipe and sluice run this many times, interleaved; the best pass counts. */
-const PASSES = Math.max(1, Math.min(10, Number(process.env['INTERCEPT_BENCH_PASSES'] ?? 3) || 3));
+const PASSES = Math.max(1, Math.min(10, Number(process.env['INTERCEPT_BENCH_PASSES'] ?? 5) || 5));
+
+/** Seconds of uncounted direct load before the first pass (INTERCEPT_BENCH_PREHEAT=0 turns it off). */
+const PREHEAT_SECONDS = Math.max(0, Math.min(120, Number(process.env['INTERCEPT_BENCH_PREHEAT'] ?? 15) || 0));
+
+/** Per pass, a target's rate over direct's in the same pass (the runs that met the same machine). */
+function perPassRatios(passes: readonly Row[][], target: string, load: string): number[] {
+  const out: number[] = [];
+  for (const p of passes) {
+    const mine = p.find((r) => r.target === target && r.load === load);
+    const limit = p.find((r) => r.target === 'direct' && r.load === load);
+    if (mine?.ok && limit?.ok && limit.msgsPerSec > 0) out.push(mine.msgsPerSec / limit.msgsPerSec);
+  }
+  return out;
+}
+
+function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const v = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 === 1 ? (v[m] as number) : ((v[m - 1] as number) + (v[m] as number)) / 2;
+}
 
 /** Per target and load, the pass with the highest rate; `note` lists every pass. */
 function bestOf(passes: readonly Row[][]): Row[] {
@@ -304,6 +327,13 @@ async function main(): Promise<void> {
   try {
     const example = exampleRules();
     if (!example) notes.push('sluice-example skipped: no conf/rules/*.rules');
+    if (PREHEAT_SECONDS > 0) {
+      // The first seconds of load after the machine has idled for a minute run up to 1.6x faster than the same
+      // load right after (the VM's host gives a burst; measured with Postfix alone: 756 then 471 msgs/s).
+      // Pass 1's direct run would get it and set the limit: load the machine, uncounted, before anything is measured.
+      const until = Date.now() + PREHEAT_SECONDS * 1000;
+      while (Date.now() < until) await smtpSource(sink.port, 16, 8000, false);
+    }
     for (let pass = 1; pass <= PASSES; pass++) {
       const rows: Row[] = [];
       await throughput(rows, 'direct', sink.port);
@@ -348,8 +378,18 @@ async function main(): Promise<void> {
     let out = '\nintercept bench: smtp-source → proxy → smtp-sink, 10 KB messages\n\n';
     out += pad('target', 16) + pad('load', 30) + pad('msgs', 7) + pad('seconds', 10) + pad('msgs/s', 9) + 'passes\n';
     for (const r of rows) out += pad(r.target, 16) + pad(r.load, 30) + pad(String(r.messages), 7) + pad(r.seconds.toFixed(2), 10) + pad(r.msgsPerSec.toFixed(0), 9) + (r.ok ? '' : '(FAILED) ') + (r.note ?? '') + '\n';
+    const pct = (x: number): string => `${(100 * x).toFixed(0)} %`;
+    const passRatios = Object.fromEntries(
+      ['sluice-accept', 'sluice-example', 'node-pipe'].map((t) => [t, LOADS.slice(1).map((l) => perPassRatios(passes, t, l.name))]),
+    ) as Record<string, number[][]>;
+    const medianLine = (t: string): string => {
+      const [one = [], many = []] = passRatios[t] ?? [];
+      return `${t}: 1 msg/conn ${one.map(pct).join(' ')} (median ${pct(median(one))}); many msg/conn ${many.map(pct).join(' ')} (median ${pct(median(many))})`;
+    };
     out += `\nadded per message at 1 session (sluice-accept vs direct): ${addedMs.toFixed(2)} ms   (target < 2 ms)\n`;
-    out += `16 sessions, 1 msg/conn: sluice/direct = ${(ratio16 * 100).toFixed(0)} %; many msg/conn: ${(ratio16d * 100).toFixed(0)} %   (target >= 50 %; best passes)\n`;
+    out += `16 sessions, per pass (each against direct in the same pass, after ${PREHEAT_SECONDS} s of uncounted load):\n`;
+    for (const t of ['sluice-accept', 'sluice-example', 'node-pipe']) out += `   ${medianLine(t)}\n`;
+    out += `best pass against best pass, 16 sessions, 1 msg/conn: sluice/direct = ${(ratio16 * 100).toFixed(0)} %; many msg/conn: ${(ratio16d * 100).toFixed(0)} %   (target >= 50 %)\n`;
     out += `   (example ruleset: ${(100 * rate('sluice-example', LOADS[1].name) / rate('direct', LOADS[1].name)).toFixed(0)} % and ${(100 * rate('sluice-example', LOADS[2].name) / rate('direct', LOADS[2].name)).toFixed(0)} %)\n`;
     out += `   (a plain Node byte pipe, no SMTP: ${(100 * rate('node-pipe', LOADS[1].name) / rate('direct', LOADS[1].name)).toFixed(0)} % and ${(100 * rate('node-pipe', LOADS[2].name) / rate('direct', LOADS[2].name)).toFixed(0)} % of direct; sluice reaches ${(100 * rate('sluice-accept', LOADS[1].name) / rate('node-pipe', LOADS[1].name)).toFixed(0)} % and ${(100 * rate('sluice-accept', LOADS[2].name) / rate('node-pipe', LOADS[2].name)).toFixed(0)} % of the pipe)\n`;
     out += `idle sessions: ${idle.sessions} concurrent: sluice RSS ${idle.rssMb.toFixed(0)} MB (base ${idle.baseMb.toFixed(0)} MB, ${idle.perSessionKb.toFixed(1)} KB/session; 10k estimate ${idle.est10kMb.toFixed(0)} MB)   (target < 600 MB)\n`;
@@ -363,6 +403,8 @@ async function main(): Promise<void> {
       addedMsPerMessage1Session: Number(addedMs.toFixed(3)),
       ratio16Sessions: Number(ratio16.toFixed(3)),
       ratio16SessionsManyPerConn: Number(ratio16d.toFixed(3)),
+      preheatSeconds: PREHEAT_SECONDS,
+      perPassRatios16Sessions: Object.fromEntries(Object.entries(passRatios).map(([t, [one = [], many = []]]) => [t, { oneMsgPerConn: one.map((x) => Number(x.toFixed(3))), manyMsgPerConn: many.map((x) => Number(x.toFixed(3))), medianOne: Number(median(one).toFixed(3)), medianMany: Number(median(many).toFixed(3)) }])),
       idle: { sessions: idle.sessions, rssMb: Number(idle.rssMb.toFixed(1)), perSessionKb: Number(idle.perSessionKb.toFixed(2)), estimate10kMb: Number(idle.est10kMb.toFixed(1)) },
       bigMessage: { mb: big.mb, seconds: Number(big.seconds.toFixed(3)), mbPerSec: Number(big.mbPerSec.toFixed(1)), rssGrowthMb: Number(big.rssGrowthMb.toFixed(1)), reply: big.reply },
       notes,
