@@ -4,6 +4,7 @@
  * spec/integration/intercept-*.spec.ts use the real rule engine with real peers.
  */
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { scriptedPolicy, type Decide } from '../helpers/postfix-door-deps.js';
 import { startFaultUpstream, type FaultScript, type FaultUpstream } from '../helpers/fault-upstream.js';
 import { realPolicy, startInterceptDoor, until, type InterceptHarness } from '../helpers/intercept-harness.js';
@@ -53,6 +54,29 @@ describe('intercept relay session (fault upstream, raw client)', function () {
     assert.equal(eom.message.size, 'Subject: hi\r\n\r\n.leading dot\r\nbody\r\n'.length);
     await until(() => h!.events('CLOSE').length === 1);
     assert.equal(h!.events('CLOSE')[0]!['transactions'], 1);
+  });
+
+  it('after QUIT and the upstream 221, closes both sockets itself: a client that stays half-open is not waited for', async () => {
+    const { up } = await setup();
+    // allowHalfOpen: this client never closes its side on its own.
+    const s = connect({ host: '127.0.0.1', port: h!.port, allowHalfOpen: true });
+    s.on('error', () => undefined);
+    let got = '';
+    let ended = false;
+    s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    s.on('end', () => (ended = true));
+    await until(() => got.includes('220 '));
+    s.write('QUIT\r\n');
+    const t0 = Date.now();
+    await until(() => ended && h!.events('CLOSE').length === 1);
+    // The session's own fallback for a client that lingers is 2 s; it must not be what ended this one.
+    assert.ok(Date.now() - t0 < 1500, `closed after ${Date.now() - t0} ms`);
+    assert.ok(!s.destroyed, 'the client still has its socket open');
+    assert.match(got, /221 [^\r]*\r\n$/);
+    assert.equal(h!.events('CLOSE')[0]!['by'], 'quit');
+    await up.waitClosed(1);
+    assert.deepEqual(up.connections[0]!.commands, ['QUIT']);
+    s.destroy();
   });
 
   it('keeps PIPELINING: replies in command order, a refused RCPT answered locally and never forwarded', async () => {
