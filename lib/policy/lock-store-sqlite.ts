@@ -155,7 +155,6 @@ export class SqliteLockStore implements LockStore {
     return row ? toEntry(row) : undefined;
   }
 
-
   async list(): Promise<LockEntry[]> {
     return this.stmt.list.all(this.clock.now()).map(toEntry);
   }

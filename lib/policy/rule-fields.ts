@@ -4,7 +4,7 @@
  */
 import { RULE_STAGES, type RuleStage } from '../core/stage.js';
 import type { LockEntry } from './lock-store.js';
-import type { DnsListOutcome, SpfOutcome } from './providers.js';
+import type { DnsListOutcome, PolicyProviders, SpfOutcome } from './providers.js';
 import { SPF_RESULTS } from './providers.js';
 import type { ParsedIp } from './ip-match.js';
 import type { EvalContext, FactSpec, LockFact } from './rule-context.js';
@@ -77,12 +77,15 @@ function spfSpec(ip: string, helo: string | undefined, sender: string): FactSpec
 export function dnsFact(ctx: EvalContext, kind: 'dnsbl' | 'rhsbl', zone: string): DnsListOutcome {
   const subject = kind === 'dnsbl' ? ctx.tx.session.client.ip : domainOf(ctx.tx.envelope.mailFrom) ?? '';
   const key = `${kind}\u0000${zone}\u0000${subject}`;
+  // The answers that need no lookup: no provider, or no subject to look up.
+  const atHand = (p: PolicyProviders): DnsListOutcome | undefined =>
+    !p.dnsLists ? { zone, listed: false, codes: [], error: 'no DNS list provider configured' } : subject === '' ? { zone, listed: false, codes: [] } : undefined;
   return ctx.fact<DnsListOutcome>(key, () => ({
-    now: (p) => (!p.dnsLists ? { zone, listed: false, codes: [], error: 'no DNS list provider configured' } : subject === '' ? { zone, listed: false, codes: [] } : undefined),
+    now: atHand,
     fetch: async (p) => {
-      if (!p.dnsLists) return { zone, listed: false, codes: [], error: 'no DNS list provider configured' };
-      if (subject === '') return { zone, listed: false, codes: [] };
-      return kind === 'dnsbl' ? p.dnsLists.lookupAddress(zone, subject) : p.dnsLists.lookupDomain(zone, subject);
+      const lists = p.dnsLists;
+      if (!lists || subject === '') return atHand(p) as DnsListOutcome;
+      return kind === 'dnsbl' ? lists.lookupAddress(zone, subject) : lists.lookupDomain(zone, subject);
     },
     failed: (reason) => ({ zone, listed: false, codes: [], error: reason }),
   }));
