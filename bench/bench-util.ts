@@ -130,3 +130,11 @@ export function machineCpu(): { busyMs: number; idleMs: number } {
     return { busyMs: 0, idleMs: 0 };
   }
 }
+
+/** The median (the mean of the two middle values for an even count); NaN for no values. */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const v = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 === 1 ? (v[m] as number) : ((v[m - 1] as number) + (v[m] as number)) / 2;
+}

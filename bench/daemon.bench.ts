@@ -17,11 +17,7 @@ import { builtinDoors } from '../lib/daemon/door-wiring.js';
 import { createDaemonLogger } from '../lib/daemon/logger.js';
 import { buildRoot, repoRoot } from '../spec/helpers/paths.js';
 import { makeTempDir } from '../spec/helpers/temp-dir.js';
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? 0;
-}
+import { median } from './bench-util.js';
 
 function logRate(format: 'text' | 'json', level: 'info' | 'warn', n: number): number {
   let bytes = 0;

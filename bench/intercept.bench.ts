@@ -23,7 +23,7 @@ import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, SMTP_SINK, SMTP_SOURCE, smtpSource, startReadyChild, startSinkProcess, stopChild, waitPort } from './bench-util.js';
+import { freePort, median, SMTP_SINK, SMTP_SOURCE, smtpSource, startReadyChild, startSinkProcess, stopChild, waitPort } from './bench-util.js';
 
 const PROXSMTPD = '/usr/sbin/proxsmtpd';
 const HERE = fileURLToPath(import.meta.url);
@@ -157,13 +157,6 @@ function perPassRatios(passes: readonly Row[][], target: string, load: string): 
     if (mine?.ok && limit?.ok && limit.msgsPerSec > 0) out.push(mine.msgsPerSec / limit.msgsPerSec);
   }
   return out;
-}
-
-function median(xs: readonly number[]): number {
-  if (xs.length === 0) return NaN;
-  const v = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(v.length / 2);
-  return v.length % 2 === 1 ? (v[m] as number) : ((v[m - 1] as number) + (v[m] as number)) / 2;
 }
 
 /** Per target and load, the pass with the highest rate; `note` lists every pass. */

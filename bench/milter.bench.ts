@@ -40,7 +40,7 @@ import { compileRules, MemoryLockStore, PolicyEngine } from '../lib/policy/index
 import { NO_SCANNERS } from '../lib/scanners/scanner.js';
 import { repoRoot } from '../spec/helpers/paths.js';
 import { freePort } from '../spec/helpers/ports.js';
-import { machineCpu, startSinkProcess, waitPort } from './bench-util.js';
+import { machineCpu, median, startSinkProcess, waitPort } from './bench-util.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../spec/helpers/postfix.js';
 
 const SESSIONS = 16;
@@ -400,16 +400,10 @@ async function main(): Promise<void> {
     }
     return out;
   };
-  const median = (xs: number[]): number | null => {
-    if (xs.length === 0) return null;
-    const v = [...xs].sort((a, b) => a - b);
-    const m = Math.floor(v.length / 2);
-    return v.length % 2 === 1 ? (v[m] as number) : ((v[m - 1] as number) + (v[m] as number)) / 2;
-  };
   const rounds = { inet: perRound('milter-example'), unix: perRound('milter-example-unix') };
   if (main !== null) {
     const unix = ratio('milter-example-unix');
-    const pct = (x: number | null): string => (x === null ? '-' : `${(100 * x).toFixed(0)}%`);
+    const pct = (x: number | null): string => (x === null || Number.isNaN(x) ? '-' : `${(100 * x).toFixed(0)}%`);
     process.stdout.write(`\nmilter (example ruleset, sluice.yaml defaults) / Postfix alone, median over ${rounds.inet.length} rounds: ${pct(median(rounds.inet))} over inet, ${pct(median(rounds.unix))} over a unix socket   (target >= 80%)\n`);
     process.stdout.write(`  per round (postfix and the milter back to back): inet ${rounds.inet.map((x) => pct(x)).join(' ')}; unix ${rounds.unix.map((x) => pct(x)).join(' ')}\n`);
     process.stdout.write(`  best run against best run: ${pct(main)} over inet${unix !== null ? `, ${pct(unix)} over a unix socket` : ''}\n`);

@@ -45,7 +45,7 @@ import { NO_SCANNERS } from '../lib/scanners/scanner.js';
 import { clamdAvailable, startClamd } from '../spec/helpers/clamd.js';
 import { postfixAvailable, startPostfix } from '../spec/helpers/postfix.js';
 import { EICAR } from '../spec/helpers/scan-samples.js';
-import { freePort, rawInstream as rawInstreamChunked, SMTP_SINK, SMTP_SOURCE, startReadyChild, startSinkProcess, stopChild } from './bench-util.js';
+import { freePort, median, rawInstream as rawInstreamChunked, SMTP_SINK, SMTP_SOURCE, startReadyChild, startSinkProcess, stopChild } from './bench-util.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const KB100 = 100 * 1024;
@@ -532,11 +532,6 @@ function bestOf(passes: readonly Rate[][]): Rate[] {
     out.push({ ...best, ok: all.every((x) => x.ok), note: [runs, best.note].filter(Boolean).join('; ') });
   }
   return out;
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
 interface Large {

@@ -12,7 +12,7 @@ import { NULL_LOGGER } from '../lib/core/logger.js';
 import { createScannerSet } from '../lib/scanners/scanner-set.js';
 import { startClamd } from '../spec/helpers/clamd.js';
 import { startSpamd } from '../spec/helpers/spamd.js';
-import { rawInstream as rawInstreamChunked } from './bench-util.js';
+import { median, rawInstream as rawInstreamChunked } from './bench-util.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const CHUNK = 64 * 1024;
@@ -49,11 +49,6 @@ async function viaSet(set: ReturnType<typeof createScannerSet>, data: Buffer): P
   const out = await job.end();
   if (out.results.virus?.found !== false) throw new Error(`unexpected result ${JSON.stringify(out.results)}`);
   return Number(process.hrtime.bigint() - t0) / 1e6;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? 0;
 }
 
 async function spamdRate(address: string): Promise<Record<string, number>> {
