@@ -11,6 +11,7 @@ export const REPLIES = {
   lineTooLong: r(500, '5.5.2', 'Line too long'),
   syntax: r(500, '5.5.2', 'Syntax error, command unrecognized'),
   params: r(501, '5.5.4', 'Syntax error in parameters or arguments'),
+  strayByte: r(500, '5.5.2', 'Syntax error: bare CR or NUL in command line'),
   notPermitted: r(502, '5.5.1', 'Command not permitted'),
   notImplemented: r(502, '5.5.1', 'Command not implemented'),
   starttlsForbidden: r(502, '5.5.1', 'STARTTLS not available'),

@@ -392,10 +392,23 @@ export class RelaySession {
       this.log.info({ event: 'LONGLINE', bytes }, 'command line too long: not forwarded');
       return this.localError(REPLIES.lineTooLong);
     }
+    // A CR or NUL inside a line is where a server might end the line or the string where we did not: never forwarded.
+    const stray = strayByte(ev.line);
     if (this.auth.awaitingResponse) {
-      this.auth.response(ev.line.toString('latin1'));
-      this.forward(ev.line, 'authdata', true);
+      if (stray === undefined) {
+        this.auth.response(ev.line.toString('latin1'));
+        this.forward(ev.line, 'authdata', true);
+        return undefined;
+      }
+      // Cancelled as for a too-long response: the client gets the upstream's answer to "*".
+      this.auth.awaitingResponse = false;
+      this.log.info({ event: 'BADCMD', problem: `${stray} in a SASL response` }, 'SASL response with a stray byte: authentication cancelled');
+      this.forward(Buffer.from('*'), 'authdata', true);
       return undefined;
+    }
+    if (stray !== undefined) {
+      this.log.info({ event: 'BADCMD', problem: `${stray} in a command line` }, 'malformed command: not forwarded');
+      return this.localError(REPLIES.strayByte);
     }
     const cmd = parseCommand(ev.line);
     switch (cmd.verb) {
@@ -1435,6 +1448,13 @@ const DOT_CRLF = Buffer.from('.\r\n');
 const CRLF_DOT_CRLF = Buffer.from('\r\n.\r\n');
 /** Hold mode: bytes gathered before one write upstream. */
 const SEND_BATCH = 64 * 1024;
+
+/** 'bare CR' or 'NUL' when the line (its ending already removed) holds one, else undefined. */
+function strayByte(line: Buffer): string | undefined {
+  if (line.indexOf(0x0d) !== -1) return 'bare CR';
+  if (line.indexOf(0x00) !== -1) return 'NUL';
+  return undefined;
+}
 
 function isAuthLine(line: Buffer): boolean {
   return line.length > 5 && (line[0]! | 0x20) === 0x61 && (line[1]! | 0x20) === 0x75 && (line[2]! | 0x20) === 0x74 && (line[3]! | 0x20) === 0x68 && line[4] === 0x20;

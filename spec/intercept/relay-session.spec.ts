@@ -139,10 +139,22 @@ describe('intercept relay session (fault upstream, raw client)', function () {
     assert.equal(await c.cmd('XFORWARD ADDR=10.0.0.1'), '502 5.5.1 Command not permitted\r\n');
     assert.equal(await c.cmd('BDAT 10 LAST'), '502 5.5.1 Command not implemented\r\n');
     assert.equal(await c.cmd('MAIL FROM:<' + 'a'.repeat(100_000) + '@x>'), '500 5.5.2 Line too long\r\n');
-    assert.equal(await c.cmd('NOOP\0\0\0'), '500 5.5.2 Syntax error, command unrecognized\r\n');
+    assert.equal(await c.cmd('NOOP\0\0\0'), '500 5.5.2 Syntax error: bare CR or NUL in command line\r\n');
     assert.equal(await c.cmd('NOOP'), '250 2.0.0 Ok\r\n');
     const raw = up.connections[0]!.raw;
     assert.ok(!/XCLIENT|XFORWARD|BDAT|aaaa|\0/.test(raw), raw);
+  });
+
+  it('a CR or NUL inside a command line: 500 5.5.2, never forwarded (a server must not split what we checked)', async () => {
+    const { up } = await setup();
+    const c = await client();
+    await greet(c);
+    assert.equal(await c.cmd('NOOP x\rRCPT TO:<victim@d.example>'), '500 5.5.2 Syntax error: bare CR or NUL in command line\r\n');
+    assert.equal(await c.cmd('MAIL FROM:<a@b.example>\0 SIZE=1'), '500 5.5.2 Syntax error: bare CR or NUL in command line\r\n');
+    assert.equal(await c.cmd('NOOP\r'), '500 5.5.2 Syntax error: bare CR or NUL in command line\r\n');
+    assert.equal(await c.cmd('NOOP'), '250 2.0.0 Ok\r\n');
+    assert.deepEqual(up!.connections[0]!.commands, ['EHLO client.test', 'NOOP']);
+    assert.ok(!/victim|\0|\r(?!\n)/.test(up!.connections[0]!.raw), up!.connections[0]!.raw);
   });
 
   it('handles commands split into single-byte TCP segments', async () => {
@@ -339,6 +351,16 @@ describe('intercept relay session (fault upstream, raw client)', function () {
     const token = Buffer.from('\0alice\0' + 'p'.repeat(3000)).toString('base64');
     assert.equal(await c.cmd(token), '235 2.7.0 Authentication successful\r\n');
     assert.equal(up!.connections[0]!.commands.at(-1), token);
+  });
+
+  it('a SASL response with a bare CR cancels the exchange upstream ("*"); both sides stay in step', async () => {
+    const { up } = await setup({ script: { capabilities: ['AUTH PLAIN', 'ENHANCEDSTATUSCODES'], auth: true } });
+    const c = await client();
+    await greet(c);
+    assert.equal(await c.cmd('AUTH PLAIN'), '334 \r\n');
+    assert.equal(await c.cmd('AGFsaWNl\rAHNlY3JldA=='), '501 5.7.0 Authentication aborted\r\n');
+    assert.equal(await c.cmd('NOOP'), '250 2.0.0 Ok\r\n');
+    assert.deepEqual(up!.connections[0]!.commands.slice(-3), ['AUTH PLAIN', '*', 'NOOP']);
   });
 
   it('a SASL response over 12288 octets cancels the exchange upstream; both sides stay in step', async () => {

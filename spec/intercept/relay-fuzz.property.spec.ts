@@ -1,0 +1,164 @@
+/**
+ * Property: whatever bytes a client sends through the intercept door (SMTP commands with any line ending, bodies
+ * with smuggling probes, bare CR/LF, NUL, long lines, garbage, split at random points, pipelined without waiting),
+ * and however it leaves (QUIT, half-close, reset):
+ *  - the upstream only ever receives CRLF-terminated lines with no bare CR or LF (proxy and server can never
+ *    disagree about where a command or a message ends);
+ *  - every message the upstream stored starts with the trace header the data rule adds;
+ *  - the client gets "250 ... queued" no more often than the upstream queued a message;
+ *  - every line the client receives is a well-formed SMTP reply line;
+ *  - the session ends: the door's session count returns to zero and the upstream connection is closed.
+ */
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import fc from 'fast-check';
+import { startFaultUpstream, type FaultUpstream } from '../helpers/fault-upstream.js';
+import { realPolicy, startInterceptDoor, until, type InterceptHarness } from '../helpers/intercept-harness.js';
+
+const RULES = [
+  'rule spam at mail: sender ~ /^spam@/ => reject 550 5.7.1 "Sender refused"',
+  'rule honeypot at rcpt: rcpt ~ /^trap@/ => reject 550 5.7.1 "Recipient refused"',
+  'rule trace at data: => add header "X-Fuzz-Trace" "seen by sluice"',
+  'rule big at eom: size > 3000 => reject 552 5.3.4 "Too big"',
+  '',
+].join('\n');
+
+const EOL = fc.oneof({ weight: 8, arbitrary: fc.constant('\r\n') }, { weight: 1, arbitrary: fc.constantFrom('\n', '\r', '', '\r\r\n', '\n\r') });
+
+const COMMAND = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom('EHLO client.test', 'HELO client.test', 'ehlo x', 'MAIL FROM:<a@b.example>', 'mail from:<spam@x.example>', 'RCPT TO:<r@d.example>', 'RCPT TO:<trap@d.example>', 'DATA', 'data', 'RSET', 'NOOP', 'QUIT') },
+  { weight: 2, arbitrary: fc.constantFrom('AUTH PLAIN AGFsaWNlAHNlY3JldA==', 'BDAT 10 LAST', 'XCLIENT ADDR=192.0.2.1', 'XFORWARD ADDR=192.0.2.1', 'STARTTLS', 'VRFY root', 'MAIL FROM:<a@b.example> SIZE=99999999', 'MAIL FROM:<a@b.example> BODY=BINARYMIME', '') },
+  { weight: 1, arbitrary: fc.string({ maxLength: 40 }) },
+  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 30 }).map((b) => Buffer.from(b).toString('latin1')) },
+  { weight: 1, arbitrary: fc.integer({ min: 900, max: 5000 }).map((n) => 'NOOP ' + 'x'.repeat(n)) },
+);
+
+const BODY_PIECE = fc.oneof(
+  { weight: 5, arbitrary: fc.constantFrom('Subject: fuzz\r\n', '\r\n', 'line of text\r\n', '..leading dot\r\n', '.\r\n', 'From: a@b.example\r\n') },
+  { weight: 3, arbitrary: fc.constantFrom('\n.\n', '\r\n.\n', '\n.\r\n', '\r.\r', 'bare\rCR', 'bare\nLF', '\0', '\n.\nMAIL FROM:<smuggled@x.example>\r\n', '\r\n.\nRCPT TO:<smuggled@x.example>\r\n', '.\n') },
+  { weight: 1, arbitrary: fc.string({ maxLength: 60 }) },
+  { weight: 1, arbitrary: fc.integer({ min: 100, max: 4000 }).map((n) => 'y'.repeat(n) + '\r\n') },
+);
+
+const STEP = fc.oneof(
+  { weight: 3, arbitrary: fc.tuple(COMMAND, EOL).map(([c, e]) => c + e) },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(fc.array(BODY_PIECE, { maxLength: 8 }), fc.boolean()).map(([pieces, end]) => pieces.join('') + (end ? '\r\n.\r\n' : '')),
+  },
+);
+
+interface Session {
+  readonly waitGreeting: boolean;
+  readonly steps: readonly string[];
+  readonly cuts: readonly number[];
+  readonly ending: 'end' | 'destroy' | 'quit';
+}
+
+const SESSION: fc.Arbitrary<Session> = fc.record({
+  waitGreeting: fc.boolean(),
+  steps: fc.array(STEP, { minLength: 1, maxLength: 14 }),
+  cuts: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 6 }),
+  ending: fc.constantFrom<'end' | 'destroy' | 'quit'>('end', 'destroy', 'quit'),
+});
+
+/** Splits the session's bytes at the given fractions of its length. */
+function chunks(bytes: Buffer, cuts: readonly number[]): Buffer[] {
+  const at = [...new Set(cuts.map((f) => Math.floor(f * bytes.length)))].filter((n) => n > 0 && n < bytes.length).sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let from = 0;
+  for (const n of at) {
+    out.push(bytes.subarray(from, n));
+    from = n;
+  }
+  out.push(bytes.subarray(from));
+  return out;
+}
+
+/** Runs one client session; resolves with everything it received once the door closed the connection. */
+async function play(port: number, s: Session): Promise<string> {
+  const socket: Socket = connect({ host: '127.0.0.1', port });
+  socket.on('error', () => undefined);
+  let received = '';
+  let greeted: () => void = () => undefined;
+  const greeting = new Promise<void>((res) => (greeted = res));
+  socket.on('data', (b: Buffer) => {
+    received += b.toString('latin1');
+    if (received.includes('\r\n')) greeted();
+  });
+  const closed = new Promise<void>((res) => socket.once('close', () => res()));
+  await new Promise<void>((res, rej) => {
+    socket.once('connect', res);
+    socket.once('error', rej);
+  });
+  if (s.waitGreeting) await Promise.race([greeting, new Promise((r) => setTimeout(r, 2000))]);
+  const text = s.steps.join('') + (s.ending === 'quit' ? 'QUIT\r\n' : '');
+  for (const c of chunks(Buffer.from(text, 'latin1'), s.cuts)) {
+    if (socket.destroyed) break;
+    socket.write(c);
+    await new Promise((r) => setImmediate(r));
+  }
+  if (s.ending === 'destroy') {
+    await new Promise((r) => setTimeout(r, 5));
+    socket.destroy();
+  } else if (s.ending === 'end') {
+    await new Promise((r) => setTimeout(r, 5));
+    socket.end();
+  } else {
+    // QUIT may have landed inside an unfinished message: give the door a moment to close, then leave.
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 300))]);
+    socket.end();
+  }
+  const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 8000));
+  if ((await Promise.race([closed, timeout])) === 'timeout') {
+    socket.destroy();
+    throw new Error(`the door did not close the session within 8 s; the client received ${JSON.stringify(received.slice(-300))}`);
+  }
+  return received;
+}
+
+const BARE_CR_OR_LF = /\r(?!\n)|(?<!\r)\n/;
+const REPLY_LINE = /^[2-5]\d\d(?:[ -][^\r\n]*)?$/;
+
+describe('intercept relay session: arbitrary client input (property)', function () {
+  this.timeout(240_000);
+  let up: FaultUpstream | undefined;
+  let h: InterceptHarness | undefined;
+
+  before(async () => {
+    up = await startFaultUpstream();
+    h = await startInterceptDoor({ upstreamPort: up.port, policy: (locks) => realPolicy(RULES, locks) });
+  });
+  after(async () => {
+    await h?.stop();
+    await up?.close();
+  });
+
+  it('never forwards bare CR/LF, never acknowledges unqueued mail, always ends the session', async () => {
+    const upstream = up!;
+    const door = h!;
+    await fc.assert(
+      fc.asyncProperty(SESSION, async (s) => {
+        const before = upstream.connections.length;
+        const received = await play(door.port, s);
+        await until(() => door.door.activeSessions === 0, 5000, 'the door to end the session');
+        await until(() => upstream.connections.slice(before).every((c) => c.closed), 5000, 'the upstream connection to close');
+        const mine = upstream.connections.slice(before);
+        assert.ok(mine.length <= 1, `one upstream connection per session, saw ${mine.length}`);
+        const conn = mine[0];
+        if (conn) {
+          const bad = BARE_CR_OR_LF.exec(conn.raw);
+          assert.equal(bad, null, `bare CR or LF forwarded upstream at ${bad?.index}: ${JSON.stringify(conn.raw.slice(Math.max(0, (bad?.index ?? 0) - 40), (bad?.index ?? 0) + 40))}`);
+          for (const m of conn.messages) assert.ok(m.startsWith('X-Fuzz-Trace: seen by sluice\r\n'), `message without the trace header first: ${JSON.stringify(m.slice(0, 80))}`);
+        }
+        const queued = received.split('\r\n').filter((l) => l.startsWith('250 2.0.0 Ok: queued')).length;
+        assert.ok(queued <= (conn?.messages.length ?? 0), `client saw ${queued} queued, upstream stored ${conn?.messages.length ?? 0}`);
+        const lines = received.split('\r\n');
+        lines.pop();
+        for (const l of lines) assert.match(l, REPLY_LINE, `malformed reply line to the client: ${JSON.stringify(l)}`);
+        assert.ok(!BARE_CR_OR_LF.test(received), `bare CR or LF sent to the client: ${JSON.stringify(received.slice(-200))}`);
+      }),
+      { numRuns: Number(process.env['FUZZ_RUNS'] ?? 150) },
+    );
+  });
+});
