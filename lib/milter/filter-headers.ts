@@ -50,12 +50,15 @@ export class HeaderRewriter extends Transform {
 
   override _flush(cb: TransformCallback): void {
     if (this.done) return cb();
-    // The message ended inside its header block: send it as it came.
+    // The message ended inside its header block (no body, or empty): the whole of it is the header block, as in
+    // the intercept door's hold mode. RFC 5322 §3.5: the body, and the blank line before it, are optional.
+    // Content that does not end in CRLF (which SMTP cannot deliver) goes out as it came.
     const all = Buffer.concat(this.held);
     this.held = [];
-    this.skipped = true;
     this.done = true;
-    cb(null, all);
+    const whole = all.length === 0 || (all.length >= 2 && all[all.length - 2] === 0x0d && all[all.length - 1] === 0x0a);
+    if (!whole) this.skipped = true;
+    cb(null, whole ? editHeaderBlock(all, this.mutations, FILTER_HEADER_STYLE) : all);
   }
 
   private passThrough(all: Buffer, cb: TransformCallback): void {

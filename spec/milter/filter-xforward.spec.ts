@@ -95,9 +95,12 @@ describe('filter-headers: header edits while streaming', () => {
     for (const chunk of [1, 2, 3, 7, 1000]) assert.equal(await run(msg, chunk, muts), want, `chunk ${chunk}`);
   });
 
-  it('passes a message through unchanged without mutations, and one without a header end as it came', async () => {
+  it('passes a message through unchanged without mutations, and one ending mid-line as it came', async () => {
     assert.equal(await run(msg, 5, []), msg);
     assert.equal(await run('Subject: x\r\nno end', 3, [{ kind: 'add', name: 'X', value: '1' }]), 'Subject: x\r\nno end');
+    // No body (RFC 5322 §3.5: the blank line and the body are optional), or no content at all: still edited.
+    assert.equal(await run('Subject: x\r\n', 3, [{ kind: 'add', name: 'X', value: '1' }]), 'Subject: x\r\nX: 1\r\n');
+    assert.equal(await run('', 3, [{ kind: 'add', name: 'X', value: '1' }]), 'X: 1\r\n');
     // A message that starts with the empty line has no headers: added ones go before it.
     assert.equal(await run('\r\nbody\r\n', 1, [{ kind: 'add', name: 'X', value: '1' }]), 'X: 1\r\n\r\nbody\r\n');
   });
