@@ -18,6 +18,7 @@ import { createFilterDoor } from '../../lib/milter/filter-door.js';
 import type { LockStore } from '../../lib/policy/lock-store.js';
 import { startFaultUpstream, type FaultUpstream } from '../helpers/fault-upstream.js';
 import { realPolicy, startInterceptDoor, until, type InterceptHarness } from '../helpers/intercept-harness.js';
+import { rawClient } from '../helpers/smtp-raw-client.js';
 import { doorDeps, lockStoreIn } from '../helpers/postfix-door-deps.js';
 import { freePort } from '../helpers/ports.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
@@ -230,5 +231,100 @@ describe('filter door: arbitrary client input (property)', function () {
       { numRuns: RUNS },
     );
     assert.ok(queued >= RUNS / 20, `only ${queued} messages queued in ${RUNS} sessions`);
+  });
+});
+
+/** A reply an odd or hostile upstream might give: any code, multi-line, malformed, or nothing but a close. */
+const ODD_REPLY = fc.oneof(
+  { weight: 4, arbitrary: fc.tuple(fc.integer({ min: 200, max: 599 }), fc.constantFrom('', ' ok', ' 2.0.0 fine', ' x'.repeat(300))).map(([c, t]) => `${c}${t}\r\n`) },
+  { weight: 1, arbitrary: fc.integer({ min: 200, max: 599 }).map((c) => `${c}-first\r\n${c}-second\r\n${c} last\r\n`) },
+  { weight: 1, arbitrary: fc.constantFrom('250-unfinished\r\n250 ok\r\n', '250-a\r\n354 mixed codes\r\n', 'garbage\r\n', '25\r\n', '250ok\r\n', '250 bare LF\n', '250 ok\r\n421 unsolicited\r\n', '\r\n', '999 out of range\r\n', '199 too low\r\n') },
+);
+
+type Script = Parameters<typeof startFaultUpstream>[0] & object;
+const VERB = fc.constantFrom('EHLO', 'MAIL', 'RCPT', 'DATA', 'QUIT');
+/** One fault each: an odd reply to one command, the greeting or the end of data, a close at a verb, a reset mid-DATA. */
+const FAULT: fc.Arbitrary<Script> = fc.oneof(
+  fc.constant<Script>({}),
+  fc.tuple(VERB, ODD_REPLY).map(([v, r]): Script => ({ replies: { [v]: r } })),
+  ODD_REPLY.map((r): Script => ({ greeting: r })),
+  ODD_REPLY.map((r): Script => ({ eomReply: r })),
+  VERB.map((v): Script => ({ closeAt: v })),
+  fc.integer({ min: 1, max: 400 }).map((n): Script => ({ resetAfterDataBytes: n })),
+);
+/** Up to two faults, merged (replies too). */
+const UPSTREAM_SCRIPT: fc.Arbitrary<Script> = fc.tuple(FAULT, FAULT).map(([a, b]) => ({ ...a, ...b, replies: { ...a.replies, ...b.replies } }));
+
+describe('intercept relay session: odd and hostile upstream replies (property)', function () {
+  this.timeout(240_000);
+  let h: InterceptHarness | undefined;
+  let upstreamPort = 0;
+  /** Each run has its own upstream script, so its own fault upstream and a door in fixed mode in front of it. */
+  let current: FaultUpstream | undefined;
+
+  after(async () => {
+    await h?.stop();
+    await current?.close();
+  });
+
+  it('the client only ever gets well-formed replies, a 250 to its end of data only when the upstream stored it, and the session ends', async () => {
+    let delivered = 0;
+    await fc.assert(
+      fc.asyncProperty(UPSTREAM_SCRIPT, async (script) => {
+        current = await startFaultUpstream(script);
+        upstreamPort = current.port;
+        h = await startInterceptDoor({ upstreamPort, policy: (locks) => realPolicy(RULES, locks) });
+        try {
+          const c = await rawClient(h.port);
+          const replies: string[] = [];
+          const ask = async (line: string | undefined): Promise<string | undefined> => {
+            if (line !== undefined) c.write(line + '\r\n');
+            try {
+              const r = await c.reply(4000);
+              replies.push(r);
+              return r;
+            } catch {
+              return undefined;
+            }
+          };
+          const greeting = await ask(undefined);
+          assert.ok(greeting !== undefined, 'no greeting from the door');
+          await ask('EHLO client.test');
+          await ask('MAIL FROM:<a@b.example>');
+          await ask('RCPT TO:<r@d.example>');
+          const data = await ask('DATA');
+          let eom: string | undefined;
+          if (data?.startsWith('354')) eom = await ask('Subject: t\r\n\r\n' + 'body line\r\n'.repeat(40) + '.');
+          await ask('QUIT');
+          const closed = await Promise.race([c.closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+          c.close();
+          assert.ok(closed, `the door did not close the session after QUIT; replies: ${JSON.stringify(replies)}`);
+          for (const r of replies) {
+            const lines = r.split('\r\n');
+            lines.pop();
+            const code = lines[0]!.slice(0, 3);
+            lines.forEach((l, i) => {
+              assert.match(l, REPLY_LINE, `malformed reply line: ${JSON.stringify(r)}`);
+              assert.equal(l.slice(0, 3), code, `mixed codes in one reply: ${JSON.stringify(r)}`);
+              assert.equal(l[3] === ' ' || l.length === 3, i === lines.length - 1, `continuation marks wrong: ${JSON.stringify(r)}`);
+            });
+          }
+          const stored = current.connections.reduce((n, conn) => n + conn.messages.length, 0);
+          if (eom?.startsWith('250')) {
+            assert.ok(stored >= 1, `client got ${JSON.stringify(eom)} but the upstream stored nothing`);
+            assert.ok(script.eomReply === undefined || script.eomReply.startsWith('250 ') || script.eomReply.startsWith('250-'), `client got 250 to its end of data; the upstream answered ${JSON.stringify(script.eomReply)}`);
+            delivered++;
+          }
+          await until(() => h!.door.activeSessions === 0, 5000, 'the door to end the session');
+        } finally {
+          await h.stop();
+          h = undefined;
+          await current.close();
+          current = undefined;
+        }
+      }),
+      { numRuns: Math.max(30, Math.floor(RUNS / 2)) },
+    );
+    assert.ok(delivered >= 1, 'no run delivered a message: the property is vacuous');
   });
 });
