@@ -64,6 +64,7 @@ const R = {
   notImplemented: '502 5.5.1 Error: command not implemented\r\n',
   unknown: '502 5.5.2 Error: command not recognized\r\n',
   tooLong: '500 5.5.0 Error: line too long\r\n',
+  strayByte: '500 5.5.2 Error: bare CR or NUL in command line\r\n',
   tooBig: '552 5.3.4 Error: message file too big\r\n',
   tooManyRcpts: '452 4.5.3 Error: too many recipients\r\n',
   tooManyErrors: '421 4.7.0 Error: too many errors\r\n',
@@ -245,6 +246,11 @@ export class FilterSession {
         if (ev === undefined) return;
         if (ev.kind === 'too-long') {
           this.error(R.tooLong);
+          continue;
+        }
+        // A CR or NUL inside a line never reaches the next hop (its parameters are passed on as they came).
+        if (ev.line.indexOf(0x0d) !== -1 || ev.line.indexOf(0x00) !== -1) {
+          this.error(R.strayByte);
           continue;
         }
         await this.command(ev.line);

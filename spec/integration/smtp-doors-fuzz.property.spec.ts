@@ -36,6 +36,7 @@ const EOL = fc.oneof({ weight: 8, arbitrary: fc.constant('\r\n') }, { weight: 1,
 const COMMAND = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom('EHLO client.test', 'HELO client.test', 'ehlo x', 'MAIL FROM:<a@b.example>', 'mail from:<spam@x.example>', 'RCPT TO:<r@d.example>', 'RCPT TO:<trap@d.example>', 'DATA', 'data', 'RSET', 'NOOP', 'QUIT') },
   { weight: 2, arbitrary: fc.constantFrom('AUTH PLAIN AGFsaWNlAHNlY3JldA==', 'BDAT 10 LAST', 'XCLIENT ADDR=192.0.2.1', 'XFORWARD ADDR=192.0.2.1', 'STARTTLS', 'VRFY root', 'MAIL FROM:<a@b.example> SIZE=99999999', 'MAIL FROM:<a@b.example> BODY=BINARYMIME', '') },
+  { weight: 1, arbitrary: fc.constantFrom('MAIL FROM:<a@b.example> ENVID=a\rb', 'RCPT TO:<r@d.example> NOTIFY=NEVER\0', 'EHLO a\rb', 'HELO x\0y', 'MAIL FROM:<a\r@b.example>', 'NOOP \r') },
   { weight: 1, arbitrary: fc.string({ maxLength: 40 }) },
   { weight: 1, arbitrary: fc.uint8Array({ maxLength: 30 }).map((b) => Buffer.from(b).toString('latin1')) },
   { weight: 1, arbitrary: fc.integer({ min: 900, max: 5000 }).map((n) => 'NOOP ' + 'x'.repeat(n)) },

@@ -122,6 +122,9 @@ describe('filter door (raw SMTP from "Postfix", smtp-sink as next hop)', functio
     assert.equal(await c.cmd('DATA'), '503 5.5.1 Error: need MAIL command');
     assert.equal(await c.cmd('STARTTLS'), '502 5.5.1 Error: command not implemented');
     assert.equal(await c.cmd('X' + 'A'.repeat(5000)), '500 5.5.0 Error: line too long');
+    // A CR or NUL inside a line: refused, so a MAIL parameter can never carry one to the next hop.
+    assert.equal(await c.cmd('MAIL FROM:<a@example.org> ENVID=a\rb'), '500 5.5.2 Error: bare CR or NUL in command line');
+    assert.equal(await c.cmd('NOOP \0'), '500 5.5.2 Error: bare CR or NUL in command line');
     assert.equal(await c.cmd('MAIL FROM:<a@example.org> SIZE=999999999999'), '552 5.3.4 Message size exceeds fixed limit');
     // Pipelined envelope: replies come back in order.
     c.send('MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nRCPT TO:<c@example.net>\r\nDATA\r\n');
