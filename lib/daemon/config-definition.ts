@@ -386,6 +386,7 @@ const interceptListener = object<RawListener>(
     proxyHeaderTimeout: withDefault(durationIn(1, 600_000), 5000),
     maxPending: withDefault(int(1, 1_000_000), 1000),
     greetDelay: withDefault(duration, 0),
+    workers: withDefault(int(1, 64), 1),
   },
   (v, ctx, view) => {
     const at = (prop: string): Node => view.valueNode(prop) ?? view.node;
@@ -515,6 +516,10 @@ const raw = object<RawConfig>(
       else seen.set(key, who);
     };
     v.intercept.forEach((l, i) => claim(l.listen, `intercept[${i}]`, 'intercept'));
+    const pooled = v.intercept.find((l) => l.workers > 1);
+    if (pooled && v.locks.store === 'memory') {
+      ctx.error(view.valueNode('intercept') ?? view.node, 'config/conflict', `intercept listener "${pooled.name}": workers: ${pooled.workers} needs a lock store the processes share`, 'set locks.store to sqlite (the default) or redis');
+    }
     if (v.milter) claim(v.milter.listen, 'milter', 'milter');
     if (v.filter) claim(v.filter.listen, 'filter', 'filter');
     if (v.policyd) claim(v.policyd.listen, 'policyd', 'policyd');

@@ -145,6 +145,11 @@ export interface InterceptListenerConfig {
   readonly maxPending: number;
   /** Hold the upstream greeting this long so early talkers show themselves (0 = none). */
   readonly greetDelay: number;
+  /**
+   * Worker processes running this listener's sessions (1 = in the daemon's own process). With more, the daemon
+   * accepts, applies the session limits and hands each connection to the least busy worker.
+   */
+  readonly workers: number;
 }
 
 /** A TCP listen address (the intercept door cannot listen on a unix socket). */

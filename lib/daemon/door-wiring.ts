@@ -5,6 +5,7 @@
 import { createInterceptDoor, type InterceptDoorOptions } from '../intercept/intercept-door.js';
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createFilterDoor } from '../milter/filter-door.js';
 import { createMilterDoor, type MilterDoorOptions } from '../milter/milter-door.js';
 import type { InterceptListenerConfig, MilterConfig, SluiceConfig } from './config-types.js';
@@ -54,6 +55,9 @@ export function builtinDoors(): DoorRegistry {
     );
 }
 
+/** The intercept worker's entry module (next to this one). */
+const INTERCEPT_WORKER = fileURLToPath(new URL('./intercept-worker-main.js', import.meta.url));
+
 /** An intercept listener's config section as the intercept door's options. */
 export function interceptDoorOptions(s: InterceptListenerConfig, config: SluiceConfig): InterceptDoorOptions {
   return {
@@ -77,6 +81,7 @@ export function interceptDoorOptions(s: InterceptListenerConfig, config: SluiceC
     greetDelay: s.greetDelay,
     scanReadAhead: s.scanReadAhead,
     scanReadAheadTotal: s.scanReadAheadTotal,
+    ...(s.workers > 1 ? { workers: { count: s.workers, entry: INTERCEPT_WORKER, args: [config.file, process.cwd(), s.name] } } : {}),
   };
 }
 

@@ -16,6 +16,7 @@ import { createInterceptListener, type AcceptedConnection, type InterceptListene
 import { connectUpstream } from './upstream-connect.js';
 import { RelaySession, newSessionId, type StarttlsPolicy } from './relay-session.js';
 import { DEFAULT_SCAN_READ_AHEAD, DEFAULT_SCAN_READ_AHEAD_TOTAL, ReadAheadBudget } from './read-ahead.js';
+import { WorkerPool } from './worker-pool.js';
 
 export interface InterceptDoorOptions {
   readonly name?: string;
@@ -44,6 +45,11 @@ export interface InterceptDoorOptions {
    */
   readonly scanReadAhead?: number;
   readonly scanReadAheadTotal?: number;
+  /**
+   * Run sessions in `count` worker processes (more than 1): this door accepts, applies the session limits and
+   * hands each connection to a worker started as `entry args...` (lib/daemon/intercept-worker.ts).
+   */
+  readonly workers?: { readonly count: number; readonly entry: string; readonly args: readonly string[] };
   /** For tests: a different upstream connector (fault injection). */
   readonly connect?: (dest: Endpoint, opts: { transparentSource?: Endpoint; timeoutMs: number }) => Promise<Socket>;
 }
@@ -52,12 +58,28 @@ export function createInterceptDoor(options: InterceptDoorOptions, deps: DoorDep
   return new InterceptDoor(options, deps);
 }
 
-class InterceptDoor implements Door {
+/** Runs sessions for connections another process accepted (an intercept worker); it never listens itself. */
+export interface InterceptSessionHost {
+  /** Runs one session; resolves when it has closed. `sessions`: the accepting daemon's counts, this one included. */
+  adopt(c: AcceptedConnection, sessions: { client: number; total: number }): Promise<void>;
+  update(deps: DoorDeps): void;
+  stop(drainMs: number): Promise<void>;
+  readonly activeSessions: number;
+}
+
+export function createInterceptSessionHost(options: InterceptDoorOptions, deps: DoorDeps): InterceptSessionHost {
+  return new InterceptDoor({ ...options, listeners: [] }, deps);
+}
+
+class InterceptDoor implements Door, InterceptSessionHost {
   readonly name: string;
   private deps: DoorDeps;
   private listeners: InterceptListener[] = [];
   private readonly sessions = new Set<RelaySession>();
   private readonly perClient = new Map<string, number>();
+  /** Sessions handed to worker processes and not yet closed. */
+  private handedOut = 0;
+  private pool: WorkerPool | undefined;
   private stopping = false;
   /** The private hold spool directory, created at the first spill, removed at stop. */
   private spoolDir: string | undefined;
@@ -80,15 +102,22 @@ class InterceptDoor implements Door {
   }
 
   get activeSessions(): number {
-    return this.sessions.size;
+    return this.sessions.size + this.handedOut;
   }
 
   update(deps: DoorDeps): void {
     this.deps = deps;
+    this.pool?.reload();
   }
 
   async start(): Promise<void> {
     const log = this.deps.logger.child({ door: this.name });
+    const w = this.options.workers;
+    if (w && w.count > 1) {
+      this.pool = new WorkerPool({ workers: w.count, entry: w.entry, args: w.args, logger: log });
+      await this.pool.start();
+      log.info({ workers: this.pool.pids }, 'intercept workers ready');
+    }
     for (const opts of this.options.listeners) {
       const l = createInterceptListener(opts, log);
       l.on('connection', (c) => this.onConnection(c));
@@ -99,6 +128,8 @@ class InterceptDoor implements Door {
       } catch (err) {
         await Promise.all(this.listeners.map((x) => x.close()));
         this.listeners = [];
+        await this.pool?.stop(0);
+        this.pool = undefined;
         throw err;
       }
       this.listeners.push(l);
@@ -110,12 +141,15 @@ class InterceptDoor implements Door {
     this.stopping = true;
     // net.Server.close() calls back only once every accepted socket is closed: start it, drain, then await it.
     const closing = Promise.all(this.listeners.map((l) => l.close()));
+    const pooled = this.pool?.stop(drainMs);
     const all = Promise.all([...this.sessions].map((s) => s.closed));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, drainMs)))]);
     if (timer) clearTimeout(timer);
     for (const s of this.sessions) s.abort('shutdown');
     await all;
+    await pooled;
+    this.pool = undefined;
     await closing;
     this.listeners = [];
     if (this.spoolDir) rmSync(this.spoolDir, { recursive: true, force: true });
@@ -135,15 +169,47 @@ class InterceptDoor implements Door {
     const ip = c.client.ip;
     const count = this.perClient.get(ip) ?? 0;
     const { limits } = deps;
-    if (this.stopping || this.sessions.size >= limits.sessions || count >= limits.sessionsPerClient) {
-      const why = this.stopping ? 'shutting down' : this.sessions.size >= limits.sessions ? 'sessions' : 'sessionsPerClient';
-      deps.logger.warn({ door: this.name, event: 'LIMIT', client: ip, limit: why, sessions: this.sessions.size, perClient: count }, 'session limit reached: 421');
-      socket.end(`421 4.7.0 ${deps.hostname} Too many connections, try again later\r\n`);
-      setTimeout(() => socket.destroy(), 2000).unref();
+    const total = this.activeSessions;
+    if (this.stopping || total >= limits.sessions || count >= limits.sessionsPerClient) {
+      const why = this.stopping ? 'shutting down' : total >= limits.sessions ? 'sessions' : 'sessionsPerClient';
+      deps.logger.warn({ door: this.name, event: 'LIMIT', client: ip, limit: why, sessions: total, perClient: count }, 'session limit reached: 421');
+      this.tooMany(socket);
       return;
     }
+    this.perClient.set(ip, count + 1);
+    const closed = (): void => {
+      const n = (this.perClient.get(ip) ?? 1) - 1;
+      if (n <= 0) this.perClient.delete(ip);
+      else this.perClient.set(ip, n);
+    };
+    const sessions = { client: count + 1, total: total + 1 };
+    if (this.pool) {
+      this.handedOut++;
+      const handed = this.pool.dispatch(c, sessions, () => {
+        this.handedOut--;
+        closed();
+      });
+      if (!handed) {
+        this.handedOut--;
+        closed();
+        deps.logger.warn({ door: this.name, event: 'LIMIT', client: ip, limit: 'workers' }, 'no intercept worker available: 421');
+        this.tooMany(socket);
+      }
+      return;
+    }
+    void this.adopt(c, sessions).then(closed);
+  }
+
+  private tooMany(socket: Socket): void {
+    socket.end(`421 4.7.0 ${this.deps.hostname} Too many connections, try again later\r\n`);
+    setTimeout(() => socket.destroy(), 2000).unref();
+  }
+
+  adopt(c: AcceptedConnection, sessions: { client: number; total: number }): Promise<void> {
+    const { deps } = this;
+    c.socket.on('error', () => undefined);
     const session = new RelaySession(
-      socket,
+      c.socket,
       {
         id: newSessionId(),
         client: c.client,
@@ -155,7 +221,7 @@ class InterceptDoor implements Door {
         headerCap: this.options.holdMaxSize ?? DEFAULT_HEADER_CAP,
         connect: this.options.connect ?? connectUpstream,
         ...(this.options.greetDelay ? { greetDelay: this.options.greetDelay } : {}),
-        sessions: { client: count + 1, total: this.sessions.size + 1 },
+        sessions,
         ...(this.options.holdMessagesUpTo ? { holdMessagesUpTo: this.options.holdMessagesUpTo, holdDir: this.holdDir } : {}),
         ...(this.options.holdMemory ? { holdMemory: this.options.holdMemory } : {}),
         ...(this.readAhead ? { readAhead: this.readAhead } : {}),
@@ -164,13 +230,10 @@ class InterceptDoor implements Door {
       deps,
     );
     this.sessions.add(session);
-    this.perClient.set(ip, count + 1);
-    void session.closed.then(() => {
+    const done = session.closed.then(() => {
       this.sessions.delete(session);
-      const n = (this.perClient.get(ip) ?? 1) - 1;
-      if (n <= 0) this.perClient.delete(ip);
-      else this.perClient.set(ip, n);
     });
     session.start();
+    return done;
   }
 }

@@ -64,6 +64,7 @@ describe('config loader', () => {
           proxyHeaderTimeout: 5000,
           maxPending: 1000,
           greetDelay: 0,
+          workers: 1,
         },
       ]);
     });
