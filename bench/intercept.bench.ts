@@ -7,15 +7,17 @@
  *   direct          smtp-source straight to smtp-sink (the limit)
  *   sluice-accept   sluice fixed mode, accept-all ruleset (trace header at data, accept at eom)
  *   sluice-example  sluice fixed mode, the example ruleset from conf/rules (when it compiles without providers)
+ *   sluice-2-workers  sluice-accept with `workers: 2`: the door accepts and hands sessions to two worker processes
  *   proxsmtpd       proxsmtpd without a filter command (when installed)
  * each at 1 session (1 message per connection), 16 sessions (1 per connection), and 16 sessions x many messages
- * per connection (-d). Then: idle concurrent sessions RSS (as many as the fd limit allows, up to 10,000) and one
- * 100 MB message (RSS growth of the sluice process and MB/s).
+ * per connection (-d). Then: idle concurrent sessions RSS (one process: as many as the fd limit allows, up to
+ * 10,000; with workers: 2, 10,000, RSS of the whole process tree) and one 100 MB message (RSS growth of the sluice
+ * process and MB/s).
  * After INTERCEPT_BENCH_PREHEAT seconds (default 15) of uncounted load (the VM's host gives an idle machine a
  * burst that would otherwise flatter whatever runs first), direct, node-pipe and sluice run INTERCEPT_BENCH_PASSES
  * times (default 5), interleaved. Each pass's rate is compared with direct's in the same pass and the median of those
  * ratios is printed; the table shows the best pass of each target with every pass listed.
- * Prints a table and one `BENCH_JSON {...}` line. Bounded: well under 3 minutes.
+ * Prints a table and one `BENCH_JSON {...}` line. Bounded: about 3 minutes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -40,6 +42,33 @@ interface DoorChildConfig {
   readonly upstreamPort: number;
   readonly rules: string;
   readonly sessions?: number;
+  /** More than 1: sessions run in this many worker processes (the listener's `workers`). */
+  readonly workers?: number;
+}
+
+/**
+ * The configuration file intercept workers load (they read their rules and settings from it, as under `sluice run`):
+ * the same listener, rules and limits as the door child, logging only errors, SQLite locks in `dir`.
+ */
+function workerConfig(dir: string, cfg: DoorChildConfig): string {
+  writeFileSync(join(dir, 'bench.rules'), cfg.rules);
+  const file = join(dir, 'sluice.yaml');
+  writeFileSync(
+    file,
+    `hostname: sluice.bench
+state_dir: ${join(dir, 'state')}
+rules: [${join(dir, 'bench.rules')}]
+log: { level: error }
+spf: { enabled: false }
+limits: { sessions: 100000, sessions_per_client: 100000, message_size: 200MB }
+intercept:
+  name: bench
+  listen: 127.0.0.1:${cfg.listenPort}
+  upstream: 127.0.0.1:${cfg.upstreamPort}
+  workers: ${cfg.workers}
+`,
+  );
+  return file;
 }
 
 async function runDoorChild(cfg: DoorChildConfig): Promise<void> {
@@ -52,14 +81,19 @@ async function runDoorChild(cfg: DoorChildConfig): Promise<void> {
   const locks = new MemoryLockStore();
   const policy = new PolicyEngine(compileRules([{ file: 'bench.rules', text: cfg.rules }]), { locks, clock: { now: () => Date.now() } }, { proxyName: 'sluice.bench' });
   const limits = { ...DEFAULT_LIMITS, sessions: 100_000, sessionsPerClient: 100_000, messageSize: 200 * 1024 * 1024 };
+  const workDir = cfg.workers && cfg.workers > 1 ? mkdtempSync(join(tmpdir(), 'sluice-bench-workers-')) : undefined;
+  const workers = workDir ? { count: cfg.workers!, entry: join(BUILD_ROOT, 'lib/daemon/intercept-worker-main.js'), args: [workerConfig(workDir, cfg), process.cwd(), 'bench'] } : undefined;
   const door = createInterceptDoor(
-    { listeners: [{ listen: { ip: '127.0.0.1', port: cfg.listenPort }, mode: 'fixed', upstream: { ip: '127.0.0.1', port: cfg.upstreamPort }, backlog: 4096 }] },
+    { listeners: [{ listen: { ip: '127.0.0.1', port: cfg.listenPort }, mode: 'fixed', upstream: { ip: '127.0.0.1', port: cfg.upstreamPort }, backlog: 4096 }], ...(workers ? { workers } : {}) },
     { policy, locks, scanners: NO_SCANNERS, effects: NO_EFFECTS, limits, logger: NULL_LOGGER, hostname: 'sluice.bench' },
   );
   await door.start();
   process.stdout.write('READY\n');
   process.on('SIGTERM', () => {
-    void door.stop(100).then(() => process.exit(0));
+    void door.stop(100).then(() => {
+      if (workDir) rmSync(workDir, { recursive: true, force: true });
+      process.exit(0);
+    });
   });
 }
 
@@ -98,9 +132,9 @@ function rssKb(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
   return m ? Number(m[1]) : 0;
 }
 
-async function startDoor(upstreamPort: number, rules: string): Promise<{ port: number; child: ChildProcess }> {
+async function startDoor(upstreamPort: number, rules: string, workers = 1): Promise<{ port: number; child: ChildProcess }> {
   const port = await freePort();
-  const cfg: DoorChildConfig = { listenPort: port, upstreamPort, rules };
+  const cfg: DoorChildConfig = { listenPort: port, upstreamPort, rules, workers };
   const child = await startReadyChild(process.execPath, [HERE, '--door', JSON.stringify(cfg)]);
   return { port, child };
 }
@@ -182,18 +216,47 @@ async function throughput(rows: Row[], target: string, port: number, scale = 1):
   }
 }
 
-async function idleSessions(sinkPort: number): Promise<{ sessions: number; rssMb: number; baseMb: number; perSessionKb: number; est10kMb: number }> {
-  void sinkPort;
+/** The process and its children (intercept workers). */
+function processTree(pid: number): number[] {
+  let kids: number[] = [];
+  try {
+    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    // no children file: a single process
+  }
+  return [pid, ...kids];
+}
+
+/** RSS of a process and its children. */
+function treeRssKb(pid: number): number {
+  return processTree(pid).reduce((n, p) => n + rssKb(p), 0);
+}
+
+interface IdleResult {
+  sessions: number;
+  workers: number;
+  rssMb: number;
+  baseMb: number;
+  perSessionKb: number;
+  est10kMb: number;
+}
+
+/**
+ * Idle sessions held open through sluice. One process holds two sockets per session, so the fd limit caps it
+ * below 10,000 sessions on a machine whose hard limit is 20,000; with `workers` the sessions spread over the
+ * workers' own fd tables, and RSS is the whole process tree's.
+ */
+async function idleSessions(workers = 1): Promise<IdleResult> {
   const limit = fdLimits().soft;
   // The sluice child holds two sockets per session (client + upstream); keep headroom for everything else.
-  const n = Math.min(10_000, Math.floor((limit - 300) / 2));
+  const n = workers > 1 ? 10_000 : Math.min(10_000, Math.floor((limit - 300) / 2));
   const upPort = await freePort();
   const upstream = await startReadyChild(process.execPath, [HERE, '--idle-upstream', String(upPort)]);
-  const door = await startDoor(upPort, ACCEPT_ALL);
+  const door = await startDoor(upPort, ACCEPT_ALL, workers);
   const clients: Socket[] = [];
   try {
     const pid = door.child.pid!;
-    const base = rssKb(pid);
+    const base = treeRssKb(pid);
     let greeted = 0;
     const batch = 500;
     for (let i = 0; i < n; i += batch) {
@@ -212,9 +275,9 @@ async function idleSessions(sinkPort: number): Promise<{ sessions: number; rssMb
       );
     }
     await new Promise((r) => setTimeout(r, 500));
-    const rss = rssKb(pid);
+    const rss = treeRssKb(pid);
     const perSessionKb = (rss - base) / Math.max(1, greeted);
-    return { sessions: greeted, rssMb: rss / 1024, baseMb: base / 1024, perSessionKb, est10kMb: (base + perSessionKb * 10_000) / 1024 };
+    return { sessions: greeted, workers, rssMb: rss / 1024, baseMb: base / 1024, perSessionKb, est10kMb: (base + perSessionKb * 10_000) / 1024 };
   } finally {
     for (const s of clients) s.destroy();
     await stopChild(door.child);
@@ -341,6 +404,11 @@ async function main(): Promise<void> {
         await throughput(rows, 'sluice-accept', d.port);
         await stopChild(d.child);
       }
+      {
+        const d = await startDoor(sink.port, ACCEPT_ALL, 2);
+        await throughput(rows, 'sluice-2-workers', d.port);
+        await stopChild(d.child);
+      }
       if (example) {
         try {
           const d = await startDoor(sink.port, example);
@@ -359,7 +427,8 @@ async function main(): Promise<void> {
       await throughput(rows, 'proxsmtpd', p.port, 0.1);
       await stopChild(p.child);
     } else notes.push('proxsmtpd not installed');
-    const idle = await idleSessions(sink.port);
+    const idle = await idleSessions();
+    const idleWorkers = await idleSessions(2);
     const big = await bigMessage(sink.port, 100);
 
     const rate = (t: string, l: string): number => rows.find((r) => r.target === t && r.load === l)?.msgsPerSec ?? NaN;
@@ -369,11 +438,11 @@ async function main(): Promise<void> {
 
     const pad = (s: string, n: number): string => (s.length >= n ? s : s + ' '.repeat(n - s.length));
     let out = '\nintercept bench: smtp-source → proxy → smtp-sink, 10 KB messages\n\n';
-    out += pad('target', 16) + pad('load', 30) + pad('msgs', 7) + pad('seconds', 10) + pad('msgs/s', 9) + 'passes\n';
-    for (const r of rows) out += pad(r.target, 16) + pad(r.load, 30) + pad(String(r.messages), 7) + pad(r.seconds.toFixed(2), 10) + pad(r.msgsPerSec.toFixed(0), 9) + (r.ok ? '' : '(FAILED) ') + (r.note ?? '') + '\n';
+    out += pad('target', 18) + pad('load', 30) + pad('msgs', 7) + pad('seconds', 10) + pad('msgs/s', 9) + 'passes\n';
+    for (const r of rows) out += pad(r.target, 18) + pad(r.load, 30) + pad(String(r.messages), 7) + pad(r.seconds.toFixed(2), 10) + pad(r.msgsPerSec.toFixed(0), 9) + (r.ok ? '' : '(FAILED) ') + (r.note ?? '') + '\n';
     const pct = (x: number): string => `${(100 * x).toFixed(0)} %`;
     const passRatios = Object.fromEntries(
-      ['sluice-accept', 'sluice-example', 'node-pipe'].map((t) => [t, LOADS.slice(1).map((l) => perPassRatios(passes, t, l.name))]),
+      ['sluice-accept', 'sluice-example', 'sluice-2-workers', 'node-pipe'].map((t) => [t, LOADS.slice(1).map((l) => perPassRatios(passes, t, l.name))]),
     ) as Record<string, number[][]>;
     const medianLine = (t: string): string => {
       const [one = [], many = []] = passRatios[t] ?? [];
@@ -381,11 +450,12 @@ async function main(): Promise<void> {
     };
     out += `\nadded per message at 1 session (sluice-accept vs direct): ${addedMs.toFixed(2)} ms   (target < 2 ms)\n`;
     out += `16 sessions, per pass (each against direct in the same pass, after ${PREHEAT_SECONDS} s of uncounted load):\n`;
-    for (const t of ['sluice-accept', 'sluice-example', 'node-pipe']) out += `   ${medianLine(t)}\n`;
+    for (const t of ['sluice-accept', 'sluice-example', 'sluice-2-workers', 'node-pipe']) out += `   ${medianLine(t)}\n`;
     out += `best pass against best pass, 16 sessions, 1 msg/conn: sluice/direct = ${(ratio16 * 100).toFixed(0)} %; many msg/conn: ${(ratio16d * 100).toFixed(0)} %   (target >= 50 %)\n`;
     out += `   (example ruleset: ${(100 * rate('sluice-example', LOADS[1].name) / rate('direct', LOADS[1].name)).toFixed(0)} % and ${(100 * rate('sluice-example', LOADS[2].name) / rate('direct', LOADS[2].name)).toFixed(0)} %)\n`;
     out += `   (a plain Node byte pipe, no SMTP: ${(100 * rate('node-pipe', LOADS[1].name) / rate('direct', LOADS[1].name)).toFixed(0)} % and ${(100 * rate('node-pipe', LOADS[2].name) / rate('direct', LOADS[2].name)).toFixed(0)} % of direct; sluice reaches ${(100 * rate('sluice-accept', LOADS[1].name) / rate('node-pipe', LOADS[1].name)).toFixed(0)} % and ${(100 * rate('sluice-accept', LOADS[2].name) / rate('node-pipe', LOADS[2].name)).toFixed(0)} % of the pipe)\n`;
-    out += `idle sessions: ${idle.sessions} concurrent: sluice RSS ${idle.rssMb.toFixed(0)} MB (base ${idle.baseMb.toFixed(0)} MB, ${idle.perSessionKb.toFixed(1)} KB/session; 10k estimate ${idle.est10kMb.toFixed(0)} MB)   (target < 600 MB)\n`;
+    out += `idle sessions, one process: ${idle.sessions} concurrent (the fd limit allows no more): sluice RSS ${idle.rssMb.toFixed(0)} MB (base ${idle.baseMb.toFixed(0)} MB, ${idle.perSessionKb.toFixed(1)} KB/session; 10k estimate ${idle.est10kMb.toFixed(0)} MB)   (target < 600 MB)\n`;
+    out += `idle sessions, workers: 2: ${idleWorkers.sessions} concurrent: RSS of the daemon and its workers ${idleWorkers.rssMb.toFixed(0)} MB (base ${idleWorkers.baseMb.toFixed(0)} MB, ${idleWorkers.perSessionKb.toFixed(1)} KB/session)   (target: 10,000 in < 600 MB)\n`;
     out += `100 MB message: ${big.seconds.toFixed(2)} s = ${big.mbPerSec.toFixed(0)} MB/s, sluice RSS growth ${big.rssGrowthMb.toFixed(1)} MB, reply "${big.reply}"   (targets >= 100 MB/s, < 64 MB)\n`;
     for (const n of notes) out += `note: ${n}\n`;
     out += `total bench time ${((Date.now() - started) / 1000).toFixed(0)} s\n`;
@@ -399,6 +469,7 @@ async function main(): Promise<void> {
       preheatSeconds: PREHEAT_SECONDS,
       perPassRatios16Sessions: Object.fromEntries(Object.entries(passRatios).map(([t, [one = [], many = []]]) => [t, { oneMsgPerConn: one.map((x) => Number(x.toFixed(3))), manyMsgPerConn: many.map((x) => Number(x.toFixed(3))), medianOne: Number(median(one).toFixed(3)), medianMany: Number(median(many).toFixed(3)) }])),
       idle: { sessions: idle.sessions, rssMb: Number(idle.rssMb.toFixed(1)), perSessionKb: Number(idle.perSessionKb.toFixed(2)), estimate10kMb: Number(idle.est10kMb.toFixed(1)) },
+      idleWorkers: { workers: idleWorkers.workers, sessions: idleWorkers.sessions, rssMb: Number(idleWorkers.rssMb.toFixed(1)), baseMb: Number(idleWorkers.baseMb.toFixed(1)), perSessionKb: Number(idleWorkers.perSessionKb.toFixed(2)) },
       bigMessage: { mb: big.mb, seconds: Number(big.seconds.toFixed(3)), mbPerSec: Number(big.mbPerSec.toFixed(1)), rssGrowthMb: Number(big.rssGrowthMb.toFixed(1)), reply: big.reply },
       notes,
     };
