@@ -49,6 +49,7 @@ describe('e2e (netns): sluice run as a transparent gateway', function () {
   let topo: GatewayTopology | undefined;
   let sink: SinkHandle | undefined;
   let sink2: SinkHandle | undefined;
+  let sink26: SinkHandle | undefined;
   let tmp: { path: string; remove: () => void } | undefined;
   let sluice: { output: () => string } | undefined;
 
@@ -57,26 +58,30 @@ describe('e2e (netns): sluice run as a transparent gateway', function () {
     requirePeer(this, existsSync(cliMain), `built CLI at ${cliMain}`);
     topo = createGatewayTopology();
     const g = topo.gateway;
-    g.nft(tproxyRuleset([25], 10025) + redirectRuleset([2525], 10026));
+    g.nft(tproxyRuleset([25], 10025) + redirectRuleset([2525], 10026) + tproxyRuleset([26], 10027).replace('sluice_tproxy', 'sluice_tproxy_workers'));
     policyRouting(g);
     sink = await startSmtpSink(topo.server, topo.serverIp, 25);
     sink2 = await startSmtpSink(topo.server, topo.serverIp, 2525);
+    sink26 = await startSmtpSink(topo.server, topo.serverIp, 26);
     tmp = makeTempDir('sluice-e2e-');
     chmodSync(tmp.path, 0o755);
     sluice = await startSluice(
       g,
       tmp.path,
       '  - name: tp\n    listen: 0.0.0.0:10025\n    mode: tproxy\n    transparent: true\n    bind_port: true\n' +
-        '  - name: nat\n    listen: 0.0.0.0:10026\n    mode: redirect\n    transparent: true\n',
+        '  - name: nat\n    listen: 0.0.0.0:10026\n    mode: redirect\n    transparent: true\n' +
+        '  - name: wk\n    listen: 0.0.0.0:10027\n    mode: tproxy\n    transparent: true\n    workers: 2\n',
     );
     await waitListening(g, 10025);
     await waitListening(g, 10026);
+    await waitListening(g, 10027);
   });
 
   after(async () => {
     await topo?.set.destroy();
     sink?.remove();
     sink2?.remove();
+    sink26?.remove();
     tmp?.remove();
   });
 
@@ -109,6 +114,32 @@ describe('e2e (netns): sluice run as a transparent gateway', function () {
     const [msg] = await sink2.waitForMessages(1);
     assert.match(msg ?? '', /^X-Client-Addr: 198\.18\.1\.2$/m);
     assert.match(msg ?? '', /^X-NAT-Received: from \[198\.18\.1\.2\]:\d+ /m);
+  });
+
+  it('tproxy + full transparency with workers: 2: the same on the wire, sessions run in workers that dropped to nobody', async () => {
+    if (!topo || !sink26) throw new Error('setup failed');
+    for (let i = 0; i < 2; i++) {
+      const r = await swaks(topo.client, topo.serverIp, 26, ['--header', `Subject: via a worker ${i}`]);
+      assert.equal(r.status, 0, `${r.transcript}\n${sluice?.output() ?? ''}`);
+      assert.match(r.transcript, /Connected to 198\.18\.2\.2\./);
+    }
+    const msgs = await sink26.waitForMessages(2);
+    for (const msg of msgs) {
+      assert.match(msg, /^X-Client-Addr: 198\.18\.1\.2$/m);
+      assert.match(msg, /^X-NAT-Received: from \[198\.18\.1\.2\]:\d+ /m);
+    }
+    const out = sluice?.output() ?? '';
+    const workers = [...out.matchAll(/intercept worker ready door=wk pid=(\d+)/g)].map((m) => Number(m[1]));
+    assert.equal(workers.length, 2, out);
+    // The sessions ran in the workers (not in the daemon), which run as nobody with the two network capabilities.
+    const ran = [...out.matchAll(/session start pid=(\d+) .*event=NEW .*dst=198\.18\.2\.2:26 /g)].map((m) => Number(m[1]));
+    assert.equal(ran.length, 2, out);
+    for (const pid of ran) assert.ok(workers.includes(pid), `session logged by pid ${pid}, not a worker: ${out}`);
+    for (const pid of workers) {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      assert.match(status, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
+      assert.match(status, /^CapEff:\s+0000000000003000$/m);
+    }
   });
 
   it('a client connecting to the gateway listener directly gets a 554 loop refusal from the door', async () => {
