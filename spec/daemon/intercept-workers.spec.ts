@@ -181,3 +181,64 @@ function alive(pid: number): boolean {
     return false;
   }
 }
+
+describe('intercept door with worker processes, PROXY protocol mode', function () {
+  this.timeout(60_000);
+  let tmp: ReturnType<typeof makeTempDir>;
+  let sink: SmtpSink | undefined;
+  let daemon: Daemon | undefined;
+  let port = 0;
+
+  before(function () {
+    requirePeer(this, smtpSinkAvailable, 'smtp-sink (postfix package)');
+  });
+  beforeEach(async () => {
+    tmp = makeTempDir('sluice-workers-proxy-');
+    sink = await startSmtpSink();
+    port = await freePort();
+    writeFileSync(join(tmp.path, 'trace.rules'), 'rule trace at data: => add header "X-Worker-Trace" "{client.ip}:{client.port}"\n');
+    writeFileSync(
+      join(tmp.path, 'sluice.yaml'),
+      `hostname: gw.test
+state_dir: ${join(tmp.path, 'state')}
+rules: [${join(tmp.path, 'trace.rules')}]
+log: { level: error }
+spf: { enabled: false }
+intercept:
+  name: pp
+  listen: 127.0.0.1:${port}
+  mode: proxy
+  proxy_trusted: [127.0.0.1]
+  upstream: 127.0.0.1:${sink.port}
+  workers: 2
+`,
+    );
+    daemon = await Daemon.start({ configPath: join(tmp.path, 'sluice.yaml'), registry: builtinDoors(), logWrite: () => undefined });
+  });
+  afterEach(async () => {
+    await daemon?.stop(0);
+    daemon = undefined;
+    await sink?.stop();
+    tmp.remove();
+  });
+
+  it('bytes the daemon read with the PROXY header (a whole pipelined session) reach the worker intact', async () => {
+    const c = await rawClient(port);
+    try {
+      // One write: the header, then the whole session without waiting for any reply. The daemon reads it all
+      // while parsing the header; the worker must get every byte after the header.
+      c.write(
+        'PROXY TCP4 192.0.2.7 192.0.2.25 40001 25\r\n' +
+          'EHLO client.test\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<r@d.example>\r\nDATA\r\nSubject: p\r\n\r\nhello\r\n.\r\nQUIT\r\n',
+      );
+      const closed = await Promise.race([c.closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000))]);
+      assert.ok(closed, `the session did not end; the client got ${JSON.stringify(c.received())}`);
+      const lines = c.received().split('\r\n').filter((l) => /^\d{3} /.test(l)).map((l) => l.slice(0, 3));
+      assert.deepEqual(lines, ['220', '250', '250', '250', '354', '250', '221'], c.received());
+      const [m] = await sink!.waitForMessages(1);
+      assert.equal(m!.headers.find(([k]) => k.toLowerCase() === 'x-worker-trace')?.[1].trim(), '192.0.2.7:40001');
+    } finally {
+      c.close();
+    }
+  });
+});
