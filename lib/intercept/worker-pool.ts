@@ -26,15 +26,22 @@ interface Worker {
   child: ChildProcess;
   ready: boolean;
   sessions: number;
+  /** Exits in a row that came soon after the start (a worker that cannot start backs off). */
+  readonly failures: number;
 }
 
 interface Outstanding {
   readonly worker: Worker;
+  /** Still ours until child_process has sent it (a send queued behind another may never happen if the worker dies). */
+  readonly socket: Socket;
   readonly closed: () => void;
 }
 
-/** Least time between two respawns of one worker slot. */
+/** Least time between two starts of one worker slot; doubled for each early exit in a row, up to RESPAWN_MAX_MS. */
 const RESPAWN_MS = 1000;
+const RESPAWN_MAX_MS = 60_000;
+/** A worker that ran this long before it exited counts as a fresh failure, not one in a row. */
+const EARLY_EXIT_MS = 10_000;
 
 export class WorkerPool {
   private readonly workers: Worker[] = [];
@@ -89,7 +96,7 @@ export class WorkerPool {
     };
     const w = best;
     w.sessions++;
-    this.outstanding.set(token, { worker: w, closed });
+    this.outstanding.set(token, { worker: w, socket, closed });
     w.child.send(msg, socket, { keepOpen: false }, (err) => {
       if (!err) return;
       this.options.logger.warn({ worker: w.index, err: err.message }, 'could not hand a session to its worker');
@@ -129,9 +136,9 @@ export class WorkerPool {
     o.closed();
   }
 
-  private spawn(index: number): Worker {
+  private spawn(index: number, failures = 0): Worker {
     const child = fork(this.options.entry, [...this.options.args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
-    const w: Worker = { index, child, ready: false, sessions: 0 };
+    const w: Worker = { index, child, ready: false, sessions: 0, failures };
     const started = Date.now();
     child.on('message', (m: unknown) => {
       if (!isFromWorker(m)) return;
@@ -143,13 +150,19 @@ export class WorkerPool {
     child.on('error', (err) => this.options.logger.error({ worker: index, err: err.message }, 'worker process error'));
     child.on('exit', (code, signal) => {
       w.ready = false;
-      for (const [token, o] of this.outstanding) if (o.worker === w) this.release(token);
+      for (const [token, o] of this.outstanding) {
+        if (o.worker !== w) continue;
+        // A socket child_process had not sent yet is still open here: close it (its client sees the close).
+        o.socket.destroy();
+        this.release(token);
+      }
       if (this.stopping) return;
-      this.options.logger.error({ worker: index, pid: child.pid, code, signal }, 'worker exited; starting a new one');
-      const wait = Math.max(0, RESPAWN_MS - (Date.now() - started));
+      const ran = Date.now() - started;
+      const inARow = ran < EARLY_EXIT_MS ? w.failures + 1 : 1;
+      const wait = Math.min(RESPAWN_MAX_MS, RESPAWN_MS * 2 ** (inARow - 1));
+      this.options.logger.error({ worker: index, pid: child.pid, code, signal, restart_in_ms: wait }, 'worker exited; starting a new one');
       setTimeout(() => {
-        if (this.stopping) return;
-        this.workers[index] = this.spawn(index);
+        if (!this.stopping) this.workers[index] = this.spawn(index, inARow);
       }, wait).unref();
     });
     this.options.logger.info({ worker: index, pid: child.pid }, 'worker started');
