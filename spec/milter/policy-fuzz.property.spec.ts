@@ -21,11 +21,14 @@ const RULES = [
   '',
 ].join('\n');
 
-const NAME = fc.constantFrom('request', 'protocol_state', 'protocol_name', 'client_address', 'client_name', 'helo_name', 'sender', 'recipient', 'size', 'sasl_username', 'instance', 'unknown_attr', '', 'x'.repeat(300));
+const NAME = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom('request', 'protocol_state', 'protocol_name', 'client_address', 'client_name', 'helo_name', 'sender', 'recipient', 'size', 'sasl_username', 'instance') },
+  { weight: 1, arbitrary: fc.constantFrom('unknown_attr', '', 'x'.repeat(300), 'Recipient') },
+);
 const VALUE = fc.oneof(
-  fc.constantFrom('smtpd_access_policy', 'RCPT', 'DATA', 'END-OF-MESSAGE', 'MAIL', 'CONNECT', 'ESMTP', '192.0.2.7', '2001:db8::7', 'not-an-ip', 'trap@d.example', 'spam@x.example', 'a@b.example', '', '0', '99999999999999999999', 'a=b=c', 'x\r', '\u00e9'),
-  fc.string({ maxLength: 40 }).map((s) => s.replace(/\n/g, ' ')),
-  fc.integer({ min: 1000, max: 80_000 }).map((n) => 'v'.repeat(n)),
+  { weight: 6, arbitrary: fc.constantFrom('smtpd_access_policy', 'RCPT', 'DATA', 'END-OF-MESSAGE', 'MAIL', 'CONNECT', 'ESMTP', '192.0.2.7', '2001:db8::7', 'not-an-ip', 'trap@d.example', 'spam@x.example', 'a@b.example', '', '0', '99999999999999999999', 'a=b=c', 'x\r', '\u00e9') },
+  { weight: 2, arbitrary: fc.string({ maxLength: 40 }).map((s) => s.replace(/\n/g, ' ')) },
+  { weight: 1, arbitrary: fc.integer({ min: 1000, max: 80_000 }).map((n) => 'v'.repeat(n)) },
 );
 const EOL = fc.oneof({ weight: 5, arbitrary: fc.constant('\n') }, { weight: 1, arbitrary: fc.constant('\r\n') });
 
@@ -109,7 +112,8 @@ describe('policy door: arbitrary requests (property)', function () {
       }),
       { numRuns: Number(process.env['FUZZ_RUNS'] ?? 150) },
     );
-    assert.ok(answered >= 20, `only ${answered} answers in all: the property is vacuous`);
+    const runs = Number(process.env['FUZZ_RUNS'] ?? 150);
+    assert.ok(answered >= runs / 5, `only ${answered} answers in ${runs} runs: the property is vacuous`);
     // Still healthy.
     const ok = await exchange('request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.9\nrecipient=trap@d.example\n\n', []);
     assert.equal(ok, 'action=550 5.7.1 No trap@d.example\n\n');
