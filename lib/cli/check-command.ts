@@ -43,7 +43,11 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     try {
       const policy = await loadPolicy(config.rules, ruleContext(config));
       const rules = policy.rules !== undefined ? `, ${policy.rules} rule${policy.rules === 1 ? '' : 's'}` : '';
-      const doors = plans.map((p) => `${p.kind === 'intercept' && p.name !== 'intercept' ? `intercept ${p.name}` : p.kind} on ${p.listen}`).join(', ');
+      const workers = (p: (typeof plans)[number]): string => {
+        const n = p.kind === 'intercept' ? (p.settings as { workers?: number }).workers ?? 1 : 1;
+        return n > 1 ? `, ${n} workers` : '';
+      };
+      const doors = plans.map((p) => `${p.kind === 'intercept' && p.name !== 'intercept' ? `intercept ${p.name}` : p.kind} on ${p.listen}${workers(p)}`).join(', ');
       summary = `${config.file}: ok: ${plans.length} door${plans.length === 1 ? '' : 's'} (${doors}); ${policy.files.length} rule file${policy.files.length === 1 ? '' : 's'}${rules}\n`;
     } catch (err) {
       if (!(err instanceof DiagnosticsError)) throw err;

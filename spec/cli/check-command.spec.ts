@@ -22,6 +22,8 @@ describe('sluice check (built binary)', function () {
     assert.equal(r.stderr, '');
     assert.equal(r.stdout, `${join(tmp.path, 'ok.yaml')}: ok: 2 doors (milter on unix:${join(tmp.path, 'milter.sock')}, policyd on 127.0.0.1:10029); 0 rule files, 0 rules\n`);
     assert.equal(r.status, 0);
+    writeFileSync(join(tmp.path, 'workers.yaml'), 'intercept: { name: edge, listen: 127.0.0.1:10025, upstream: 127.0.0.1:25, workers: 3 }\n');
+    assert.equal(sluice(tmp.path, 'check', '-c', 'workers.yaml').stdout, `${join(tmp.path, 'workers.yaml')}: ok: 1 door (intercept edge on 127.0.0.1:10025, 3 workers); 0 rule files, 0 rules\n`);
     const q = sluice(tmp.path, 'check', '--quiet', '--config=ok.yaml');
     assert.equal(q.stdout, '');
     assert.equal(q.status, 0);
