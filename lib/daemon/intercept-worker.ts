@@ -48,7 +48,7 @@ export async function runInterceptWorker(argv: readonly string[]): Promise<void>
     const listener = config.intercept.find((l) => l.name === name);
     if (!listener) throw new Error(`no intercept listener named "${name}" in ${configPath}`);
     if (listener.transparent && !hasNetAdmin()) {
-      throw new Error(`intercept listener "${name}" is transparent: its workers need CAP_NET_ADMIN, which only workers started while sluice runs as root keep; restart sluice (a reload cannot) to start them`);
+      throw new Error(`intercept listener "${name}" is transparent: its workers need CAP_NET_ADMIN, which a daemon that dropped root cannot pass to a worker it starts later; restart sluice (a reload cannot) to start them`);
     }
     host = createInterceptSessionHost(interceptDoorOptions(listener, config), runtime.depsFor(name, log.logger.child({ pid: process.pid })));
     dropPrivileges(config.user, config.group, config.stateDir, log.logger, {
