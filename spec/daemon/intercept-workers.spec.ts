@@ -16,6 +16,7 @@ import { freePort } from '../helpers/ports.js';
 import { rawClient, type RawClient } from '../helpers/smtp-raw-client.js';
 import { smtpSinkAvailable, startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
+import { processAlive } from '../helpers/process-alive.js';
 
 const BLOCK_RULE = 'rule blocked at mail: sender ~ /^blocked@/ => reject 550 5.7.1 "Blocked here"\n';
 
@@ -160,7 +161,7 @@ intercept:
     await daemon!.stop(0);
     daemon = undefined;
     for (const pid of pids) {
-      await until(() => !alive(pid), 5000, `worker ${pid} to exit`);
+      await until(() => !processAlive(pid), 5000, `worker ${pid} to exit`);
     }
   });
 
@@ -172,15 +173,6 @@ intercept:
     await assert.rejects(loadConfig(file), (err: unknown) => err instanceof DiagnosticsError && /workers/.test(err.message));
   });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('intercept door with worker processes, PROXY protocol mode', function () {
   this.timeout(60_000);

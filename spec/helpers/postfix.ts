@@ -19,6 +19,7 @@ import { repoRoot } from './paths.js';
 import { freePort } from './ports.js';
 import { startSmtpSink, smtpSinkAvailable, type SmtpSink, type SmtpSinkOptions } from './smtp-sink.js';
 import { makeTempDir } from './temp-dir.js';
+import { processAlive } from './process-alive.js';
 
 export const POSTFIX = '/usr/sbin/postfix';
 export const POSTQUEUE = '/usr/sbin/postqueue';
@@ -347,8 +348,8 @@ async function stopMaster(configDir: string, queueDir: string): Promise<void> {
   await run(POSTFIX, ['-c', configDir, 'stop']);
   if (pid === undefined) return;
   const deadline = Date.now() + 5000;
-  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  if (!alive(pid)) return;
+  while (processAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (!processAlive(pid)) return;
   for (const c of childrenOf(pid)) {
     try {
       process.kill(c, 'SIGKILL');
@@ -372,14 +373,6 @@ function readPid(file: string): number | undefined {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Direct children of `pid`, from /proc. */
 function childrenOf(pid: number): number[] {
