@@ -136,6 +136,7 @@ function hasNetAdmin(): boolean {
 }
 
 function accepted(m: Extract<ToWorker, { t: 'session' }>, socket: Socket): AcceptedConnection {
+  socket.on('error', () => undefined);
   return {
     socket,
     client: m.client,

@@ -60,7 +60,7 @@ export function createInterceptDoor(options: InterceptDoorOptions, deps: DoorDep
 
 /** Runs sessions for connections another process accepted (an intercept worker); it never listens itself. */
 export interface InterceptSessionHost {
-  /** Runs one session; resolves when it has closed. `sessions`: the accepting daemon's counts, this one included. */
+  /** Runs one session (attach an 'error' handler to the socket first); resolves when it has closed. `sessions`: the accepting daemon's counts, this one included. */
   adopt(c: AcceptedConnection, sessions: { client: number; total: number }): Promise<void>;
   update(deps: DoorDeps): void;
   stop(drainMs: number): Promise<void>;
@@ -205,9 +205,9 @@ class InterceptDoor implements Door, InterceptSessionHost {
     setTimeout(() => socket.destroy(), 2000).unref();
   }
 
+  /** The caller has attached an 'error' handler to `c.socket` (as onConnection does). */
   adopt(c: AcceptedConnection, sessions: { client: number; total: number }): Promise<void> {
     const { deps } = this;
-    c.socket.on('error', () => undefined);
     const session = new RelaySession(
       c.socket,
       {

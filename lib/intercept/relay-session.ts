@@ -22,7 +22,7 @@ import { SCAN_BACKLOG_LIMIT, type ScanJob } from '../scanners/scanner.js';
 import { waitForRoom } from '../core/socket-room.js';
 import type { DoorDeps } from '../daemon/door.js';
 import { LineReader, type LineEvent } from '../smtp/line-reader.js';
-import { parseCommand, type SmtpCommand } from '../smtp/command-parser.js';
+import { parseCommand, strayByte, type SmtpCommand } from '../smtp/command-parser.js';
 import { ReplyParser, type ParsedReply } from '../smtp/reply-parser.js';
 import { editEhloReply } from '../smtp/ehlo-capabilities.js';
 import { DataFramer, type BareLineEndingPolicy } from '../smtp/data-framer.js';
@@ -1448,13 +1448,6 @@ const DOT_CRLF = Buffer.from('.\r\n');
 const CRLF_DOT_CRLF = Buffer.from('\r\n.\r\n');
 /** Hold mode: bytes gathered before one write upstream. */
 const SEND_BATCH = 64 * 1024;
-
-/** 'bare CR' or 'NUL' when the line (its ending already removed) holds one, else undefined. */
-function strayByte(line: Buffer): string | undefined {
-  if (line.indexOf(0x0d) !== -1) return 'bare CR';
-  if (line.indexOf(0x00) !== -1) return 'NUL';
-  return undefined;
-}
 
 function isAuthLine(line: Buffer): boolean {
   return line.length > 5 && (line[0]! | 0x20) === 0x61 && (line[1]! | 0x20) === 0x75 && (line[2]! | 0x20) === 0x74 && (line[3]! | 0x20) === 0x68 && line[4] === 0x20;

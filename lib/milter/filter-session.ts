@@ -27,7 +27,7 @@ import type { HeaderMutation, Verdict } from '../core/verdict.js';
 import type { DoorDeps } from '../daemon/door.js';
 import { MessageSpool } from '../scanners/message-spool.js';
 import { SCAN_BACKLOG_LIMIT, type ScanJob } from '../scanners/scanner.js';
-import { formatCommand, parseCommand } from '../smtp/command-parser.js';
+import { formatCommand, parseCommand, strayByte } from '../smtp/command-parser.js';
 import { DataFramer } from '../smtp/data-framer.js';
 import { HeaderCollector } from '../smtp/header-collector.js';
 import { LineReader } from '../smtp/line-reader.js';
@@ -249,7 +249,7 @@ export class FilterSession {
           continue;
         }
         // A CR or NUL inside a line never reaches the next hop (its parameters are passed on as they came).
-        if (ev.line.indexOf(0x0d) !== -1 || ev.line.indexOf(0x00) !== -1) {
+        if (strayByte(ev.line) !== undefined) {
           this.error(R.strayByte);
           continue;
         }

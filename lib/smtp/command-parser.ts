@@ -44,6 +44,16 @@ export type SmtpCommand =
 
 const SIMPLE = new Set(['DATA', 'RSET', 'QUIT', 'STARTTLS', 'NOOP', 'BDAT', 'XCLIENT', 'XFORWARD', 'XEXCH50', 'VRFY', 'EXPN', 'HELP', 'ETRN']);
 
+/**
+ * 'bare CR' or 'NUL' when a command line (its ending removed) holds one, else undefined. Such a line is never
+ * passed on: a server might end the line at the CR, or the string at the NUL, where we did not.
+ */
+export function strayByte(line: Buffer): 'bare CR' | 'NUL' | undefined {
+  if (line.indexOf(0x0d) !== -1) return 'bare CR';
+  if (line.indexOf(0x00) !== -1) return 'NUL';
+  return undefined;
+}
+
 /** Parses one command line (without its CRLF). Accepts a Buffer (decoded as latin1, byte-preserving) or a string. */
 export function parseCommand(input: Buffer | string): SmtpCommand {
   // SMTPUTF8 (RFC 6531) addresses arrive as UTF-8; anything else is read byte for byte.

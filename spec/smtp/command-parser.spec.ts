@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { formatCommand, parseCommand } from '../../lib/smtp/command-parser.js';
+import { formatCommand, parseCommand, strayByte } from '../../lib/smtp/command-parser.js';
 
 describe('parseCommand', () => {
   it('parses verbs case-insensitively', () => {
@@ -54,5 +54,15 @@ describe('parseCommand: SMTPUTF8', () => {
   it('decodes a UTF-8 address as UTF-8 and other bytes as latin1', () => {
     assert.deepEqual(parseCommand(Buffer.from('RCPT TO:<jörg@exämple.de>', 'utf8')), { verb: 'RCPT', address: 'jörg@exämple.de', params: {} });
     assert.deepEqual(parseCommand(Buffer.from([...Buffer.from('RCPT TO:<a'), 0xff, ...Buffer.from('@b>')])), { verb: 'RCPT', address: 'a\u00ff@b', params: {} });
+  });
+});
+
+describe('strayByte', () => {
+  it('names a CR or NUL inside a command line, and nothing else', () => {
+    assert.equal(strayByte(Buffer.from('NOOP x\rRCPT TO:<v@x>')), 'bare CR');
+    assert.equal(strayByte(Buffer.from('MAIL FROM:<a@b>\0')), 'NUL');
+    assert.equal(strayByte(Buffer.from('NOOP\r\0')), 'bare CR');
+    assert.equal(strayByte(Buffer.from('MAIL FROM:<a@b> SIZE=1 \t\x7f\xff')), undefined);
+    assert.equal(strayByte(Buffer.alloc(0)), undefined);
   });
 });
