@@ -26,8 +26,9 @@ import { dropPrivileges } from './privileges.js';
 /** argv: CONFIG CWD LISTENER-NAME */
 export async function runInterceptWorker(argv: readonly string[]): Promise<void> {
   const [configPath, cwd, name] = argv;
-  const tell = (m: FromWorker): void => {
-    if (process.connected) process.send?.(m);
+  const tell = (m: FromWorker, then?: () => void): void => {
+    if (process.connected && process.send) process.send(m, undefined, {}, () => then?.());
+    else then?.();
   };
   if (configPath === undefined || cwd === undefined || name === undefined || !process.send) {
     process.stderr.write('sluice intercept worker: started without the daemon (CONFIG CWD LISTENER and an IPC channel are needed)\n');
@@ -40,11 +41,13 @@ export async function runInterceptWorker(argv: readonly string[]): Promise<void>
   let log: DaemonLogger;
   let runtime: Runtime;
   let host: InterceptSessionHost;
+  /** What the start opened, for the cleanup if it fails half-way. */
+  const opened: { log?: DaemonLogger; runtime?: Runtime } = {};
   try {
     config = await loadConfig(configPath, cwd);
     configureAddressPrivacy(config.log.addresses, config.log.hashSalt);
-    log = createDaemonLogger(config.log);
-    runtime = await buildRuntime(config, log.logger);
+    log = opened.log = createDaemonLogger(config.log);
+    runtime = opened.runtime = await buildRuntime(config, log.logger);
     const listener = config.intercept.find((l) => l.name === name);
     if (!listener) throw new Error(`no intercept listener named "${name}" in ${configPath}`);
     if (listener.transparent && !hasNetAdmin()) {
@@ -56,10 +59,10 @@ export async function runInterceptWorker(argv: readonly string[]): Promise<void>
       keepNetAdmin: listener.transparent || listener.mode === 'tproxy',
     });
   } catch (err) {
-    const text = err instanceof DiagnosticsError ? err.diagnostics.map((d) => formatDiagnostic(d)).join('\n') : (err as Error).message;
-    tell({ t: 'failed', error: text });
-    process.exitCode = 1;
-    process.disconnect?.();
+    // Whatever was opened (lock store, DNS sockets) would keep the process alive: close it, then exit.
+    await opened.runtime?.close(false).catch(() => undefined);
+    await opened.log?.flush();
+    tell({ t: 'failed', error: errorText(err) }, () => process.exit(1));
     return;
   }
   const logger = log.logger.child({ door: name, pid: process.pid });
@@ -97,7 +100,7 @@ export async function runInterceptWorker(argv: readonly string[]): Promise<void>
       logger.info({ config: next.file }, 'worker reloaded');
       tell({ t: 'reloaded', ok: true });
     } catch (err) {
-      logger.error({ err: err instanceof DiagnosticsError ? err.diagnostics.map((d) => formatDiagnostic(d)).join('\n') : (err as Error).message }, 'worker reload refused; the running configuration stays in force');
+      logger.error({ err: errorText(err) }, 'worker reload refused; the running configuration stays in force');
       tell({ t: 'reloaded', ok: false });
     }
   };
@@ -123,6 +126,11 @@ export async function runInterceptWorker(argv: readonly string[]): Promise<void>
   process.on('SIGTERM', () => void stop(config.drainTimeout));
   logger.info({}, 'intercept worker ready');
   tell({ t: 'ready' });
+}
+
+/** A start or reload failure as text: every diagnostic of a bad configuration, or the error's message. */
+function errorText(err: unknown): string {
+  return err instanceof DiagnosticsError ? err.diagnostics.map((d) => formatDiagnostic(d)).join('\n') : (err as Error).message;
 }
 
 /** CAP_NET_ADMIN in the effective set (root has it unless the container took it away). */

@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NULL_LOGGER } from '../../lib/core/logger.js';
 import { Daemon } from '../../lib/daemon/daemon.js';
 import { builtinDoors } from '../../lib/daemon/door-wiring.js';
 import { DiagnosticsError } from '../../lib/core/errors.js';
@@ -163,6 +165,17 @@ intercept:
     for (const pid of pids) {
       await until(() => !processAlive(pid), 5000, `worker ${pid} to exit`);
     }
+  });
+
+  it('a worker that cannot start says why and exits: the pool refuses to start, at once', async () => {
+    const { WorkerPool } = await import('../../lib/intercept/worker-pool.js');
+    const entry = fileURLToPath(new URL('../../lib/daemon/intercept-worker-main.js', import.meta.url));
+    const pool = new WorkerPool({ workers: 1, entry, args: [join(tmp.path, 'sluice.yaml'), tmp.path, 'nosuch'], logger: NULL_LOGGER });
+    const t0 = Date.now();
+    await assert.rejects(pool.start(), /intercept worker 0 could not start: no intercept listener named "nosuch"/);
+    assert.ok(Date.now() - t0 < 8000, `took ${Date.now() - t0} ms`);
+    const [pid] = pool.pids;
+    await until(() => !processAlive(pid!), 5000, 'the failed worker to exit');
   });
 
   it('refuses workers with a lock store the processes cannot share', async () => {
