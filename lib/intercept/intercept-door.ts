@@ -77,8 +77,6 @@ class InterceptDoor implements Door, InterceptSessionHost {
   private listeners: InterceptListener[] = [];
   private readonly sessions = new Set<RelaySession>();
   private readonly perClient = new Map<string, number>();
-  /** Sessions handed to worker processes and not yet closed. */
-  private handedOut = 0;
   private pool: WorkerPool | undefined;
   private stopping = false;
   /** The private hold spool directory, created at the first spill, removed at stop. */
@@ -102,7 +100,8 @@ class InterceptDoor implements Door, InterceptSessionHost {
   }
 
   get activeSessions(): number {
-    return this.sessions.size + this.handedOut;
+    // Sessions handed to worker processes count until their worker reports them closed.
+    return this.sessions.size + (this.pool?.activeSessions ?? 0);
   }
 
   update(deps: DoorDeps): void {
@@ -184,13 +183,7 @@ class InterceptDoor implements Door, InterceptSessionHost {
     };
     const sessions = { client: count + 1, total: total + 1 };
     if (this.pool) {
-      this.handedOut++;
-      const handed = this.pool.dispatch(c, sessions, () => {
-        this.handedOut--;
-        closed();
-      });
-      if (!handed) {
-        this.handedOut--;
+      if (!this.pool.dispatch(c, sessions, closed)) {
         closed();
         deps.logger.warn({ door: this.name, event: 'LIMIT', client: ip, limit: 'workers' }, 'no intercept worker available: 421');
         this.tooMany(socket);
