@@ -9,6 +9,8 @@
  *   sluice-example  sluice fixed mode, the example ruleset from conf/rules (when it compiles without providers)
  *   sluice-2-workers  sluice-accept with `workers: 2`: the door accepts and hands sessions to two worker processes
  *   proxsmtpd       proxsmtpd without a filter command (when installed)
+ *   haproxy-tcp     HAProxy (Debian's, when installed) in `mode tcp`, default threads: a C byte pipe with no SMTP, the
+ *                   reference for what any proxy costs on this machine (node-pipe is the same for Node's sockets)
  * each at 1 session (1 message per connection), 16 sessions (1 per connection), and 16 sessions x many messages
  * per connection (-d). Then: idle concurrent sessions RSS (one process: as many as the fd limit allows, up to
  * 10,000; with workers: 2, 10,000, RSS of the whole process tree) and one 100 MB message (RSS growth of the sluice
@@ -25,6 +27,7 @@ import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { haproxyAvailable, startHaproxy } from '../spec/helpers/haproxy.js';
 import { freePort, median, SMTP_SINK, SMTP_SOURCE, smtpSource, startReadyChild, startSinkProcess, stopChild, waitPort } from './bench-util.js';
 
 const PROXSMTPD = '/usr/sbin/proxsmtpd';
@@ -175,6 +178,10 @@ const LOADS = [
   { name: '16 sessions, 1 msg/conn', sessions: 16, messages: 8000, perConnection: false },
   { name: '16 sessions, many msg/conn', sessions: 16, messages: 12000, perConnection: true },
 ] as const;
+
+/** Targets whose per-pass ratio to direct is printed (haproxy-tcp only where installed). */
+const TARGETS_AGAINST_DIRECT = ['sluice-accept', 'sluice-example', 'sluice-2-workers', 'node-pipe', 'haproxy-tcp'] as const;
+const HAPROXY = haproxyAvailable();
 
 /** Throughput passes: direct, node-pipe and sluice run this many times, interleaved; the best pass counts. */
 const PASSES = Math.max(1, Math.min(10, Number(process.env['INTERCEPT_BENCH_PASSES'] ?? 5) || 5));
@@ -370,15 +377,16 @@ async function main(): Promise<void> {
   if (mode === '--idle-upstream') return await runIdleUpstreamChild(Number(process.argv[3]));
   if (mode === '--pipe') return await runPipeChild(Number(process.argv[3]), Number(process.argv[4]));
   if (await raisedFdLimit()) return;
+  const notes: string[] = [];
   if (!existsSync(SMTP_SINK) || !existsSync(SMTP_SOURCE)) {
     process.stdout.write('intercept bench: smtp-sink/smtp-source not installed; skipped\n');
     process.stdout.write('BENCH_JSON ' + JSON.stringify({ bench: 'intercept', skipped: 'smtp-sink/smtp-source missing' }) + '\n');
     return;
   }
   const started = Date.now();
+  if (!HAPROXY) notes.push('haproxy not installed: no haproxy-tcp reference rows');
   const sink = await startSinkProcess();
   const tmp = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
-  const notes: string[] = [];
   const passes: Row[][] = [];
   try {
     const example = exampleRules();
@@ -398,6 +406,19 @@ async function main(): Promise<void> {
         const pipe = await startReadyChild(process.execPath, [HERE, '--pipe', String(port), String(sink.port)]);
         await throughput(rows, 'node-pipe', port);
         await stopChild(pipe);
+      }
+      if (HAPROXY) {
+        const port = await freePort();
+        try {
+          const h = await startHaproxy(`listen relay\n  bind 127.0.0.1:${port}\n  server sink 127.0.0.1:${sink.port}`, [{ host: '127.0.0.1', port }]);
+          try {
+            await throughput(rows, 'haproxy-tcp', port);
+          } finally {
+            await h.stop();
+          }
+        } catch (err) {
+          if (pass === 1) notes.push(`haproxy-tcp skipped: ${(err as Error).message.split('\n')[0]}`);
+        }
       }
       {
         const d = await startDoor(sink.port, ACCEPT_ALL);
@@ -442,7 +463,7 @@ async function main(): Promise<void> {
     for (const r of rows) out += pad(r.target, 18) + pad(r.load, 30) + pad(String(r.messages), 7) + pad(r.seconds.toFixed(2), 10) + pad(r.msgsPerSec.toFixed(0), 9) + (r.ok ? '' : '(FAILED) ') + (r.note ?? '') + '\n';
     const pct = (x: number): string => `${(100 * x).toFixed(0)} %`;
     const passRatios = Object.fromEntries(
-      ['sluice-accept', 'sluice-example', 'sluice-2-workers', 'node-pipe'].map((t) => [t, LOADS.slice(1).map((l) => perPassRatios(passes, t, l.name))]),
+      TARGETS_AGAINST_DIRECT.map((t) => [t, LOADS.slice(1).map((l) => perPassRatios(passes, t, l.name))]),
     ) as Record<string, number[][]>;
     const medianLine = (t: string): string => {
       const [one = [], many = []] = passRatios[t] ?? [];
@@ -450,7 +471,7 @@ async function main(): Promise<void> {
     };
     out += `\nadded per message at 1 session (sluice-accept vs direct): ${addedMs.toFixed(2)} ms   (target < 2 ms)\n`;
     out += `16 sessions, per pass (each against direct in the same pass, after ${PREHEAT_SECONDS} s of uncounted load):\n`;
-    for (const t of ['sluice-accept', 'sluice-example', 'sluice-2-workers', 'node-pipe']) out += `   ${medianLine(t)}\n`;
+    for (const t of TARGETS_AGAINST_DIRECT) if ((passRatios[t]?.[0]?.length ?? 0) > 0) out += `   ${medianLine(t)}\n`;
     out += `best pass against best pass, 16 sessions, 1 msg/conn: sluice/direct = ${(ratio16 * 100).toFixed(0)} %; many msg/conn: ${(ratio16d * 100).toFixed(0)} %   (target >= 50 %)\n`;
     out += `   (example ruleset: ${(100 * rate('sluice-example', LOADS[1].name) / rate('direct', LOADS[1].name)).toFixed(0)} % and ${(100 * rate('sluice-example', LOADS[2].name) / rate('direct', LOADS[2].name)).toFixed(0)} %)\n`;
     out += `   (a plain Node byte pipe, no SMTP: ${(100 * rate('node-pipe', LOADS[1].name) / rate('direct', LOADS[1].name)).toFixed(0)} % and ${(100 * rate('node-pipe', LOADS[2].name) / rate('direct', LOADS[2].name)).toFixed(0)} % of direct; sluice reaches ${(100 * rate('sluice-accept', LOADS[1].name) / rate('node-pipe', LOADS[1].name)).toFixed(0)} % and ${(100 * rate('sluice-accept', LOADS[2].name) / rate('node-pipe', LOADS[2].name)).toFixed(0)} % of the pipe)\n`;

@@ -14,7 +14,8 @@
  *   latency-*      one session, messages one after another: ms per message for Postfix alone, with the milter
  *                  and the example ruleset (headers and body sent unanswered), and with the rules-free milter
  *                  in noReply mode (CONNECT..RCPT unanswered, SMFIR_ACCEPT at DATA)
- * 16 parallel SMTP sessions, MESSAGES messages of ~4 KB (MILTER_BENCH_BODY bytes), one message per session (as MX traffic arrives),
+ * 16 parallel SMTP sessions, MESSAGES messages of ~4 KB (MILTER_BENCH_BODY bytes), one message per session (as MX traffic arrives;
+ * MILTER_BENCH_PER_SESSION=many sends them over 16 long SMTP sessions instead, smtp-source -d, as a relay's do),
  * after WARMUP_MESSAGES untimed ones through the same Postfix (and door), in every scenario alike.
  * Throughput = messages / (first submission → last delivery seen by Postfix's smtp client to the sink).
  * `postfix`, `milter-example` and `milter-example-unix` run in MILTER_BENCH_ROUNDS rounds (default 5), back to back
@@ -55,6 +56,8 @@ const WARMUP_MESSAGES = Number(process.env['MILTER_BENCH_WARMUP'] ?? 1000);
 const PREHEAT = process.env['MILTER_BENCH_PREHEAT'] !== '0';
 /** Rounds of (postfix, milter-example, milter-example-unix); the per-round ratios' median is the headline. */
 const ROUNDS = Math.max(1, Math.min(9, Number(process.env['MILTER_BENCH_ROUNDS'] ?? 5) || 5));
+/** `many`: smtp-source -d (messages over 16 long SMTP sessions, one milter connection each); default one per session. */
+const MANY_PER_SESSION = process.env['MILTER_BENCH_PER_SESSION'] === 'many';
 const BODY_BYTES = Math.max(1, Math.min(10_000_000, Number(process.env['MILTER_BENCH_BODY'] ?? 4000) || 4000));
 const SCENARIOS = ['codec', 'postfix', 'libmilter-null', 'milter-example', 'milter-example-unix', 'milter-example-immediate', 'milter-accept', 'filter', 'latency-postfix', 'latency-milter', 'latency-milter-unix', 'latency-milter-nr'] as const;
 /** Single-session latency runs: messages sent one after another over one connection at a time. */
@@ -224,7 +227,7 @@ async function postfixScenario(scenario: Scenario): Promise<Result> {
     const source = (m: number): Promise<{ code: number; out: string }> =>
       run(
         '/usr/sbin/smtp-source',
-        ['-s', String(sessions), '-m', String(m), '-l', String(BODY_BYTES), '-f', 'alice@example.org', '-t', 'bob@example.net', '-M', 'client.example.org', '-S', 'bench', `127.0.0.1:${pf!.smtpPort}`],
+        [...(MANY_PER_SESSION ? ['-d'] : []), '-s', String(sessions), '-m', String(m), '-l', String(BODY_BYTES), '-f', 'alice@example.org', '-t', 'bob@example.net', '-M', 'client.example.org', '-S', 'bench', `127.0.0.1:${pf!.smtpPort}`],
         150_000,
       );
     if (latency) {
@@ -374,7 +377,7 @@ async function main(): Promise<void> {
   }
   const limit = results.find((r) => r.scenario === 'postfix')?.perSecond;
   const pad = (s: string, n: number): string => s.padEnd(n);
-  process.stdout.write(`\nmilter benchmark (load average ${load0.map((l) => l.toFixed(2)).join(' ')} at start): ${SESSIONS} parallel sessions, ${MESSAGES} messages of ~${BODY_BYTES} bytes after ${WARMUP_MESSAGES} untimed (warm-up)\n`);
+  process.stdout.write(`\nmilter benchmark (load average ${load0.map((l) => l.toFixed(2)).join(' ')} at start): ${SESSIONS} parallel sessions (${MANY_PER_SESSION ? 'many messages per session, -d' : 'one message per session'}), ${MESSAGES} messages of ~${BODY_BYTES} bytes after ${WARMUP_MESSAGES} untimed (warm-up)\n`);
   process.stdout.write(`${pad('scenario', 26)}${pad('msgs/s', 10)}${pad('% of postfix', 14)}${pad('seconds', 10)}${pad('sluice CPU ms/msg', 20)}${pad('machine ms/msg', 16)}note\n`);
   for (const r of results) {
     const rate = r.mbPerSecond !== undefined ? `${r.mbPerSecond.toFixed(0)} MB/s` : r.msPerMessage !== undefined ? `${r.msPerMessage.toFixed(2)} ms` : r.perSecond !== undefined ? r.perSecond.toFixed(0) : '-';
@@ -411,6 +414,7 @@ async function main(): Promise<void> {
   const json = {
     loadAverageAtStart: load0,
     sessions: SESSIONS,
+    messagesPerSession: MANY_PER_SESSION ? 'many' : 'one',
     messages: MESSAGES,
     warmupMessages: WARMUP_MESSAGES,
     bodyBytes: BODY_BYTES,
