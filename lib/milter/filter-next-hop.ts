@@ -90,19 +90,29 @@ export class NextHopClient {
     return this.extensions.has(ext);
   }
 
-  /** Sends one command line (without CRLF) and waits for its reply. */
+  /**
+   * Sends one command line (without CRLF) and waits for its reply: a completion (2xx, 4xx or 5xx). Any other reply
+   * (1xx, 3xx) is a next hop out of step with us: it fails the connection.
+   */
   async command(line: string, timeoutMs = this.options.commandTimeoutMs): Promise<ParsedReply> {
     this.write(`${line}\r\n`);
-    return await this.read(timeoutMs);
+    return this.completion(await this.read(timeoutMs), line.split(' ', 1)[0]!);
   }
 
   /**
    * DATA: sends the command, streams `content` (CRLF lines, not stuffed) through `transforms` and dot-stuffing,
-   * ends with the final dot. Returns the 354 refusal if DATA is refused, else the reply to the final dot.
+   * ends with the final dot. Returns the refusal (4xx/5xx) if DATA is refused, else the reply to the final dot.
+   * Any other answer to DATA than 354 or a refusal (a 250, say) fails the connection: the message was not sent,
+   * so nothing may be passed back that Postfix could take for its acceptance.
    */
   async data(content: Readable, transforms: readonly Transform[]): Promise<ParsedReply> {
-    const go = await this.command('DATA');
-    if (go.code !== 354) return go;
+    this.write('DATA\r\n');
+    const go = await this.read(this.options.commandTimeoutMs);
+    if (go.code !== 354) {
+      if (go.code >= 400 && go.code < 600) return go;
+      this.fail(new NextHopError(`next hop answered DATA with ${go.code}, not 354`));
+      throw this.failure;
+    }
     const socket = this.socket!;
     // Write to the socket without letting pipeline() end or destroy it. A write waiting for room ends when the
     // socket drains, closes (a lost next hop fails the transfer), or takes nothing for dataTimeoutMs (given up,
@@ -127,7 +137,15 @@ export class NextHopClient {
       this.fail(err instanceof NextHopError ? err : new NextHopError(`sending the message failed: ${(err as Error).message}`));
       throw this.failure;
     }
-    return await this.read(this.options.dataTimeoutMs);
+    return this.completion(await this.read(this.options.dataTimeoutMs), 'the final dot');
+  }
+
+  /** The reply itself if it completes a command (2xx, 4xx, 5xx); otherwise the connection fails. */
+  private completion(reply: ParsedReply, what: string): ParsedReply {
+    const c = reply.code;
+    if ((c >= 200 && c < 300) || (c >= 400 && c < 600)) return reply;
+    this.fail(new NextHopError(`next hop answered ${what} with ${c}`));
+    throw this.failure;
   }
 
   /** QUIT politely (bounded), then close. */

@@ -9,6 +9,9 @@
  *  - the client gets "250 ... queued" no more often than the upstream queued a message;
  *  - every line the client receives is a well-formed SMTP reply line;
  *  - the session ends: the door's session count returns to zero and the upstream connection is closed.
+ * And for both doors, whatever an odd or hostile upstream (the filter door's next hop) answers: any code,
+ * multi-line, mixed codes, garbage, a close at any verb, a reset mid-DATA, the client only ever gets well-formed
+ * replies, a 250 to its end of data only when the upstream stored the message and said 250, and the session ends.
  */
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
@@ -256,10 +259,58 @@ const FAULT: fc.Arbitrary<Script> = fc.oneof(
 /** Up to two faults, merged (replies too). */
 const UPSTREAM_SCRIPT: fc.Arbitrary<Script> = fc.tuple(FAULT, FAULT).map(([a, b]) => ({ ...a, ...b, replies: { ...a.replies, ...b.replies } }));
 
+/**
+ * One client transaction through a door whose next hop follows `script`, then QUIT. Checks the replies the client
+ * got (well-formed, one code per reply, continuation marks right), that a 250 to the end of data came only when the
+ * next hop stored the message and said 250 itself, and that the door closed the session. True if it delivered.
+ */
+async function transactionAgainst(doorPort: number, upstream: FaultUpstream, script: Script): Promise<boolean> {
+  const c = await rawClient(doorPort);
+  const replies: string[] = [];
+  const ask = async (line: string | undefined): Promise<string | undefined> => {
+    if (line !== undefined) c.write(line + '\r\n');
+    try {
+      const r = await c.reply(4000);
+      // The door may close the session itself (a next hop that never greeted properly: 421 and close).
+      if (r === 'CLOSED') return undefined;
+      replies.push(r);
+      return r;
+    } catch {
+      return undefined;
+    }
+  };
+  const greeting = await ask(undefined);
+  assert.ok(greeting !== undefined, 'no greeting from the door');
+  await ask('EHLO client.test');
+  await ask('MAIL FROM:<a@b.example>');
+  await ask('RCPT TO:<r@d.example>');
+  const data = await ask('DATA');
+  let eom: string | undefined;
+  if (data?.startsWith('354')) eom = await ask('Subject: t\r\n\r\n' + 'body line\r\n'.repeat(40) + '.');
+  await ask('QUIT');
+  const closed = await Promise.race([c.closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+  c.close();
+  assert.ok(closed, `the door did not close the session after QUIT; replies: ${JSON.stringify(replies)}`);
+  for (const r of replies) {
+    const lines = r.split('\r\n');
+    lines.pop();
+    const code = lines[0]!.slice(0, 3);
+    lines.forEach((l, i) => {
+      assert.match(l, REPLY_LINE, `malformed reply line: ${JSON.stringify(r)}`);
+      assert.equal(l.slice(0, 3), code, `mixed codes in one reply: ${JSON.stringify(r)}`);
+      assert.equal(l[3] === ' ' || l.length === 3, i === lines.length - 1, `continuation marks wrong: ${JSON.stringify(r)}`);
+    });
+  }
+  if (!eom?.startsWith('250')) return false;
+  const stored = upstream.connections.reduce((n, conn) => n + conn.messages.length, 0);
+  assert.ok(stored >= 1, `client got ${JSON.stringify(eom)} but the next hop stored nothing`);
+  assert.ok(script.eomReply === undefined || script.eomReply.startsWith('250 ') || script.eomReply.startsWith('250-'), `client got 250 to its end of data; the next hop answered ${JSON.stringify(script.eomReply)}`);
+  return true;
+}
+
 describe('intercept relay session: odd and hostile upstream replies (property)', function () {
   this.timeout(240_000);
   let h: InterceptHarness | undefined;
-  let upstreamPort = 0;
   /** Each run has its own upstream script, so its own fault upstream and a door in fixed mode in front of it. */
   let current: FaultUpstream | undefined;
 
@@ -273,53 +324,61 @@ describe('intercept relay session: odd and hostile upstream replies (property)',
     await fc.assert(
       fc.asyncProperty(UPSTREAM_SCRIPT, async (script) => {
         current = await startFaultUpstream(script);
-        upstreamPort = current.port;
-        h = await startInterceptDoor({ upstreamPort, policy: (locks) => realPolicy(RULES, locks) });
+        h = await startInterceptDoor({ upstreamPort: current.port, policy: (locks) => realPolicy(RULES, locks) });
         try {
-          const c = await rawClient(h.port);
-          const replies: string[] = [];
-          const ask = async (line: string | undefined): Promise<string | undefined> => {
-            if (line !== undefined) c.write(line + '\r\n');
-            try {
-              const r = await c.reply(4000);
-              replies.push(r);
-              return r;
-            } catch {
-              return undefined;
-            }
-          };
-          const greeting = await ask(undefined);
-          assert.ok(greeting !== undefined, 'no greeting from the door');
-          await ask('EHLO client.test');
-          await ask('MAIL FROM:<a@b.example>');
-          await ask('RCPT TO:<r@d.example>');
-          const data = await ask('DATA');
-          let eom: string | undefined;
-          if (data?.startsWith('354')) eom = await ask('Subject: t\r\n\r\n' + 'body line\r\n'.repeat(40) + '.');
-          await ask('QUIT');
-          const closed = await Promise.race([c.closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
-          c.close();
-          assert.ok(closed, `the door did not close the session after QUIT; replies: ${JSON.stringify(replies)}`);
-          for (const r of replies) {
-            const lines = r.split('\r\n');
-            lines.pop();
-            const code = lines[0]!.slice(0, 3);
-            lines.forEach((l, i) => {
-              assert.match(l, REPLY_LINE, `malformed reply line: ${JSON.stringify(r)}`);
-              assert.equal(l.slice(0, 3), code, `mixed codes in one reply: ${JSON.stringify(r)}`);
-              assert.equal(l[3] === ' ' || l.length === 3, i === lines.length - 1, `continuation marks wrong: ${JSON.stringify(r)}`);
-            });
-          }
-          const stored = current.connections.reduce((n, conn) => n + conn.messages.length, 0);
-          if (eom?.startsWith('250')) {
-            assert.ok(stored >= 1, `client got ${JSON.stringify(eom)} but the upstream stored nothing`);
-            assert.ok(script.eomReply === undefined || script.eomReply.startsWith('250 ') || script.eomReply.startsWith('250-'), `client got 250 to its end of data; the upstream answered ${JSON.stringify(script.eomReply)}`);
-            delivered++;
-          }
+          if (await transactionAgainst(h.port, current, script)) delivered++;
           await until(() => h!.door.activeSessions === 0, 5000, 'the door to end the session');
         } finally {
           await h.stop();
           h = undefined;
+          await current.close();
+          current = undefined;
+        }
+      }),
+      { numRuns: Math.max(30, Math.floor(RUNS / 2)) },
+    );
+    assert.ok(delivered >= 1, 'no run delivered a message: the property is vacuous');
+  });
+});
+
+describe('filter door: odd and hostile next-hop replies (property)', function () {
+  this.timeout(240_000);
+  let temp: ReturnType<typeof makeTempDir> | undefined;
+  let locks: LockStore | undefined;
+  let door: Door | undefined;
+  let current: FaultUpstream | undefined;
+
+  before(() => {
+    temp = makeTempDir('sluice-filter-hop-fuzz-');
+    locks = lockStoreIn(temp.path);
+  });
+  after(async () => {
+    await door?.stop(200);
+    await current?.close();
+    await locks?.close();
+    temp?.remove();
+  });
+
+  it('Postfix only ever gets well-formed replies, a 250 to its end of data only when the next hop stored the message, and the session ends', async () => {
+    let delivered = 0;
+    await fc.assert(
+      fc.asyncProperty(UPSTREAM_SCRIPT, async (script) => {
+        current = await startFaultUpstream(script);
+        const port = await freePort();
+        const store = locks!;
+        door = createFilterDoor(
+          { listen: { kind: 'tcp', host: '127.0.0.1', port }, nextHop: { host: '127.0.0.1', port: current.port }, spoolDir: temp!.path },
+          doorDeps({ policy: realPolicy(RULES, store), locks: store }),
+        );
+        await door.start();
+        try {
+          if (await transactionAgainst(port, current, script)) delivered++;
+          await until(() => door!.activeSessions === 0, 5000, 'the door to end the session');
+          const hop = current;
+          await until(() => hop.connections.every((c) => c.closed), 5000, 'the next-hop connection to close');
+        } finally {
+          await door.stop(200);
+          door = undefined;
           await current.close();
           current = undefined;
         }

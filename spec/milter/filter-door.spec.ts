@@ -277,6 +277,57 @@ describe('filter door (raw SMTP from "Postfix", smtp-sink as next hop)', functio
     }
   });
 
+  /** A filter door in front of a fault upstream with `script`; the client has read the greeting (or the 421). */
+  async function againstFaultHop(script: Parameters<typeof startFaultUpstream>[0]): Promise<{ c: SmtpLines; hop: Awaited<ReturnType<typeof startFaultUpstream>>; greeting: string | undefined }> {
+    const hop = await startFaultUpstream(script);
+    const port = await freePort();
+    door = createFilterDoor({ listen: { kind: 'tcp', host: '127.0.0.1', port }, nextHop: { host: '127.0.0.1', port: hop.port }, spoolDir: temp.path }, doorDeps({ policy: scriptedPolicy(() => undefined), locks }));
+    await door.start();
+    const c = await SmtpLines.open(port);
+    open.push(c);
+    return { c, hop, greeting: await c.reply() };
+  }
+
+  for (const [what, script] of [
+    ['250 to DATA (it never asked for the message)', { replies: { DATA: '250 2.0.0 Ok\r\n' } }],
+    ['a multi-line 250 to DATA', { replies: { DATA: '250-unfinished\r\n250 ok\r\n' } }],
+    ['354 to the final dot', { eomReply: '354 go on\r\n' }],
+  ] as const) {
+    it(`a next hop that answers ${what}: Postfix gets 451, never a 250 (the mail stays queued)`, async () => {
+      const { c, hop } = await againstFaultHop(script);
+      try {
+        await c.cmd('EHLO mx.example');
+        assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '250 2.0.0 Ok');
+        assert.equal(await c.cmd('RCPT TO:<b@example.net>'), '250 2.0.0 Ok');
+        assert.match((await c.cmd('DATA')) ?? '', /^354 /);
+        assert.equal(await c.cmd('Subject: t\r\n\r\nbody\r\n.'), '451 4.4.1 Next hop unavailable, try again later');
+        assert.equal(await c.cmd('QUIT'), '221 2.0.0 Bye');
+      } finally {
+        await door?.stop(500);
+        door = undefined;
+        await hop.close();
+      }
+    });
+  }
+
+  it('a next hop that fails before its greeting: 421, and the session ends as soon as Postfix leaves', async () => {
+    const { c, hop, greeting } = await againstFaultHop({ greeting: 'garbage\r\n' });
+    try {
+      assert.equal(greeting, '421 4.4.1 sluice.test Next hop unavailable, try again later');
+      // Postfix's smtp client answers a 421 greeting with QUIT; nobody reads it any more.
+      c.send('QUIT\r\n');
+      assert.equal(await c.reply(), undefined, 'the door closes the connection after its 421');
+      const t0 = Date.now();
+      while (door!.activeSessions > 0 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 10));
+      // It used to stop reading the client before the 421 and so lingered until a 2 s timer destroyed the socket.
+      assert.ok(Date.now() - t0 < 1000, `the session ended ${Date.now() - t0} ms after the client had gone`);
+    } finally {
+      await door?.stop(500);
+      door = undefined;
+      await hop.close();
+    }
+  });
+
   it('survives random garbage commands: every line gets a reply, then a normal message still passes', async () => {
     const { c } = await setup(() => undefined);
     await c.cmd('EHLO mx.example');
