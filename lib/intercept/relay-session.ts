@@ -1427,7 +1427,13 @@ export class RelaySession {
     // that close without reading the 221 (smtp-source does) turn that read into a reset and an error object.
     // Any other ending half-closes and waits for the client, bounded.
     if (this.closeReason === 'quit') this.client.destroySoon();
-    else this.client.end();
+    else {
+      this.client.end();
+      // Read on (discarding: the phase is closed) so the client's FIN ends the session at once. The client may be
+      // paused here (read-ahead full, replies unread); a paused socket never sees the FIN, and the session would
+      // hold its slot until the timer below.
+      this.client.resume();
+    }
     const t = setTimeout(() => this.client.destroy(), 2000);
     t.unref?.();
     const done = (): void => {

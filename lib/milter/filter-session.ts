@@ -196,6 +196,9 @@ export class FilterSession {
     if (this.mode === 'closed') return;
     this.mode = 'closed';
     this.socket.end();
+    // Read on (and discard) so the client's FIN is seen and the session ends with it, not 2 s later: the socket may
+    // be paused here (a next hop that failed before the greeting, a command in progress).
+    this.socket.resume();
     setTimeout(() => this.socket.destroy(), 2000).unref();
   }
 
@@ -208,12 +211,12 @@ export class FilterSession {
   }
 
   private onData(chunk: Buffer): void {
+    if (this.mode === 'closed') return;
     this.armTimer();
     if (this.mode === 'data') {
       this.dataBytes(chunk);
       return;
     }
-    if (this.mode === 'closed') return;
     this.reader.push(chunk);
     // Bound what a client may send ahead of our replies (pipelining depth × line length).
     if (this.reader.buffered > this.deps.limits.pipelineDepth * this.deps.limits.commandLine) {

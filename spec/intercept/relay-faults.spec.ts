@@ -211,6 +211,24 @@ describe('intercept relay session: hostile clients', function () {
       await up.close();
     }
   });
+  it('a session the door ends while it holds the client paused (read-ahead full) ends with the client\'s FIN, not 2 s later', async () => {
+    const up = await startFaultUpstream();
+    const h = await startInterceptDoor({ upstreamPort: up.port, policy: (locks) => realPolicy('rule block at connect: => tempfail 421 4.7.0 "go away"\n', locks) });
+    const c = await rawClient(h.port);
+    try {
+      // An earlytalker's flood, more than the 64 KB the door reads ahead: the door stops reading it.
+      c.write('NOOP\r\n'.repeat(30_000));
+      assert.equal(await c.reply(), '421 go away\r\n');
+      await c.closed;
+      const t0 = Date.now();
+      await until(() => h.door.activeSessions === 0, 5000, 'the door to end the session');
+      assert.ok(Date.now() - t0 < 1000, `the session ended ${Date.now() - t0} ms after the client had gone`);
+    } finally {
+      c.close();
+      await h.stop();
+      await up.close();
+    }
+  });
 });
 
 describe('intercept relay session: early bytes when there is no upstream', function () {
