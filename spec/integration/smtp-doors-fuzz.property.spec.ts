@@ -168,36 +168,42 @@ async function checkRun(door: Door, upstream: FaultUpstream, before: number, rec
 const TRACE = 'X-Fuzz-Trace: seen by sluice\r\n';
 const RUNS = Number(process.env['FUZZ_RUNS'] ?? 150);
 
-describe('intercept relay session: arbitrary client input (property)', function () {
-  this.timeout(240_000);
-  let up: FaultUpstream | undefined;
-  let h: InterceptHarness | undefined;
+for (const [mode, options, traceFirst] of [
+  ['streaming', {}, true],
+  // Hold mode applies `add header` as the milter does (after the last header), so the trace is not first there.
+  ['hold mode', { holdMessagesUpTo: 64 * 1024, holdMemory: 1024 }, false],
+] as const) {
+  describe(`intercept relay session (${mode}): arbitrary client input (property)`, function () {
+    this.timeout(240_000);
+    let up: FaultUpstream | undefined;
+    let h: InterceptHarness | undefined;
 
-  before(async () => {
-    up = await startFaultUpstream();
-    h = await startInterceptDoor({ upstreamPort: up.port, policy: (locks) => realPolicy(RULES, locks) });
-  });
-  after(async () => {
-    await h?.stop();
-    await up?.close();
-  });
+    before(async () => {
+      up = await startFaultUpstream();
+      h = await startInterceptDoor({ upstreamPort: up.port, policy: (locks) => realPolicy(RULES, locks), options });
+    });
+    after(async () => {
+      await h?.stop();
+      await up?.close();
+    });
 
-  it('never forwards bare CR/LF, never acknowledges unqueued mail, always ends the session', async () => {
-    const upstream = up!;
-    const door = h!;
-    let queued = 0;
-    await fc.assert(
-      fc.asyncProperty(SESSION, async (s) => {
-        const before = upstream.connections.length;
-        const received = await play(door.port, s);
-        queued += await checkRun(door.door, upstream, before, received, { oneConnection: true, traceFirst: true });
-      }),
-      { numRuns: RUNS },
-    );
-    // Not vacuous: some of the sessions delivered mail.
-    assert.ok(queued >= RUNS / 20, `only ${queued} messages queued in ${RUNS} sessions`);
+    it('never forwards bare CR/LF, never acknowledges unqueued mail, always ends the session', async () => {
+      const upstream = up!;
+      const door = h!;
+      let queued = 0;
+      await fc.assert(
+        fc.asyncProperty(SESSION, async (s) => {
+          const before = upstream.connections.length;
+          const received = await play(door.port, s);
+          queued += await checkRun(door.door, upstream, before, received, { oneConnection: true, traceFirst });
+        }),
+        { numRuns: RUNS },
+      );
+      // Not vacuous: some of the sessions delivered mail.
+      assert.ok(queued >= RUNS / 20, `only ${queued} messages queued in ${RUNS} sessions`);
+    });
   });
-});
+}
 
 describe('filter door: arbitrary client input (property)', function () {
   this.timeout(240_000);
@@ -308,38 +314,44 @@ async function transactionAgainst(doorPort: number, upstream: FaultUpstream, scr
   return true;
 }
 
-describe('intercept relay session: odd and hostile upstream replies (property)', function () {
-  this.timeout(240_000);
-  let h: InterceptHarness | undefined;
-  /** Each run has its own upstream script, so its own fault upstream and a door in fixed mode in front of it. */
-  let current: FaultUpstream | undefined;
+for (const [mode, options] of [
+  ['streaming', {}],
+  // Hold mode keeps the message until the eom verdict and sends it whole afterwards: its own path to the upstream.
+  ['hold mode', { holdMessagesUpTo: 64 * 1024, holdMemory: 1024 }],
+] as const) {
+  describe(`intercept relay session (${mode}): odd and hostile upstream replies (property)`, function () {
+    this.timeout(240_000);
+    let h: InterceptHarness | undefined;
+    /** Each run has its own upstream script, so its own fault upstream and a door in fixed mode in front of it. */
+    let current: FaultUpstream | undefined;
 
-  after(async () => {
-    await h?.stop();
-    await current?.close();
-  });
+    after(async () => {
+      await h?.stop();
+      await current?.close();
+    });
 
-  it('the client only ever gets well-formed replies, a 250 to its end of data only when the upstream stored it, and the session ends', async () => {
-    let delivered = 0;
-    await fc.assert(
-      fc.asyncProperty(UPSTREAM_SCRIPT, async (script) => {
-        current = await startFaultUpstream(script);
-        h = await startInterceptDoor({ upstreamPort: current.port, policy: (locks) => realPolicy(RULES, locks) });
-        try {
-          if (await transactionAgainst(h.port, current, script)) delivered++;
-          await until(() => h!.door.activeSessions === 0, 5000, 'the door to end the session');
-        } finally {
-          await h.stop();
-          h = undefined;
-          await current.close();
-          current = undefined;
-        }
-      }),
-      { numRuns: Math.max(30, Math.floor(RUNS / 2)) },
-    );
-    assert.ok(delivered >= 1, 'no run delivered a message: the property is vacuous');
+    it('the client only ever gets well-formed replies, a 250 to its end of data only when the upstream stored it, and the session ends', async () => {
+      let delivered = 0;
+      await fc.assert(
+        fc.asyncProperty(UPSTREAM_SCRIPT, async (script) => {
+          current = await startFaultUpstream(script);
+          h = await startInterceptDoor({ upstreamPort: current.port, policy: (locks) => realPolicy(RULES, locks), options });
+          try {
+            if (await transactionAgainst(h.port, current, script)) delivered++;
+            await until(() => h!.door.activeSessions === 0, 5000, 'the door to end the session');
+          } finally {
+            await h.stop();
+            h = undefined;
+            await current.close();
+            current = undefined;
+          }
+        }),
+        { numRuns: Math.max(30, Math.floor(RUNS / 2)) },
+      );
+      assert.ok(delivered >= 1, 'no run delivered a message: the property is vacuous');
+    });
   });
-});
+}
 
 describe('filter door: odd and hostile next-hop replies (property)', function () {
   this.timeout(240_000);
