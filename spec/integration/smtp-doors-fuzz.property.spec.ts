@@ -24,6 +24,7 @@ import { realPolicy, startInterceptDoor, until, type InterceptHarness } from '..
 import { rawClient } from '../helpers/smtp-raw-client.js';
 import { doorDeps, lockStoreIn } from '../helpers/postfix-door-deps.js';
 import { freePort } from '../helpers/ports.js';
+import { splitAtFractions } from '../helpers/split-bytes.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 
 const RULES = [
@@ -80,19 +81,6 @@ const SESSION: fc.Arbitrary<Session> = fc.record({
   ending: fc.constantFrom<'end' | 'destroy' | 'quit'>('end', 'destroy', 'quit'),
 });
 
-/** Splits the session's bytes at the given fractions of its length. */
-function chunks(bytes: Buffer, cuts: readonly number[]): Buffer[] {
-  const at = [...new Set(cuts.map((f) => Math.floor(f * bytes.length)))].filter((n) => n > 0 && n < bytes.length).sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let from = 0;
-  for (const n of at) {
-    out.push(bytes.subarray(from, n));
-    from = n;
-  }
-  out.push(bytes.subarray(from));
-  return out;
-}
-
 /** Runs one client session; resolves with everything it received once the door closed the connection. */
 async function play(port: number, s: Session): Promise<string> {
   const socket: Socket = connect({ host: '127.0.0.1', port });
@@ -111,7 +99,7 @@ async function play(port: number, s: Session): Promise<string> {
   });
   if (s.waitGreeting) await Promise.race([greeting, new Promise((r) => setTimeout(r, 2000))]);
   const text = s.steps.join('') + (s.ending === 'quit' ? 'QUIT\r\n' : '');
-  for (const c of chunks(Buffer.from(text, 'latin1'), s.cuts)) {
+  for (const c of splitAtFractions(Buffer.from(text, 'latin1'), s.cuts)) {
     if (socket.destroyed) break;
     socket.write(c);
     await new Promise((r) => setImmediate(r));

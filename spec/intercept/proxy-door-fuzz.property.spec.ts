@@ -20,6 +20,7 @@ import { startFaultUpstream, type FaultUpstream } from '../helpers/fault-upstrea
 import { realPolicy, until } from '../helpers/intercept-harness.js';
 import { doorDeps, lockStoreIn } from '../helpers/postfix-door-deps.js';
 import { freePort } from '../helpers/ports.js';
+import { splitAtFractions } from '../helpers/split-bytes.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 
 const RUNS = Number(process.env['FUZZ_RUNS'] ?? 150);
@@ -63,18 +64,6 @@ const ATTEMPT: fc.Arbitrary<Attempt> = fc.record({
   ending: fc.constantFrom<'end' | 'destroy' | 'wait'>('end', 'destroy', 'wait'),
 });
 
-function chunks(bytes: Buffer, cuts: readonly number[]): Buffer[] {
-  const at = [...new Set(cuts.map((f) => Math.floor(f * bytes.length)))].filter((n) => n > 0 && n < bytes.length).sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let from = 0;
-  for (const n of at) {
-    out.push(bytes.subarray(from, n));
-    from = n;
-  }
-  out.push(bytes.subarray(from));
-  return out;
-}
-
 /** Plays one connection; resolves with what the client received once the door closed it (or it left). */
 async function play(doorPort: number, a: Attempt): Promise<string> {
   const socket: Socket = connect({ host: '127.0.0.1', port: doorPort });
@@ -86,7 +75,7 @@ async function play(doorPort: number, a: Attempt): Promise<string> {
     socket.once('connect', res);
     socket.once('error', rej);
   });
-  for (const c of chunks(Buffer.concat([a.head, Buffer.from(a.smtp, 'latin1')]), a.cuts)) {
+  for (const c of splitAtFractions(Buffer.concat([a.head, Buffer.from(a.smtp, 'latin1')]), a.cuts)) {
     if (socket.destroyed || c.length === 0) continue;
     socket.write(c);
     await new Promise((r) => setImmediate(r));
