@@ -22,12 +22,23 @@ export interface Negotiated {
   readonly macroLists: readonly MacroListRequest[];
 }
 
-/** Macros sluice reads, per SMFIM stage. Names Postfix does not know are silently left out by it. */
+/**
+ * Macros sluice reads, per SMFIM stage, and nothing else: Postfix looks each one up and sends its value before every
+ * event of the stage (the end-of-header list before every header). Names Postfix does not know are left out by it.
+ * A stage cannot be left empty: Postfix then falls back to main.cf's list for it (milter.c, MILTER_MACRO_EVAL), so
+ * the message stages ask for the queue id, which main.cf's defaults send there anyway.
+ *  - connect: the server's address (`destination` in rules), and the client's for unix-socket and unknown-family
+ *    CONNECTs, which carry none;
+ *  - HELO: the TLS facts (`tls` event);
+ *  - MAIL: the AUTH facts (`auth` event), and the queue id where Postfix already has one (it opens the queue file at
+ *    MAIL when `smtpd_delay_open_until_valid_rcpt = no`);
+ *  - RCPT and later: the queue id, logged with each message.
+ */
 export const MACRO_REQUESTS: readonly MacroListRequest[] = Object.freeze([
-  { stage: MacroStage.CONNECT, names: 'j _ {daemon_name} {daemon_addr} {daemon_port} {client_addr} {client_port} {client_name} {client_ptr}' },
-  { stage: MacroStage.HELO, names: '{tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}' },
-  { stage: MacroStage.ENVFROM, names: 'i {auth_type} {auth_authen} {auth_author} {mail_addr} {tls_version} {cipher}' },
-  { stage: MacroStage.ENVRCPT, names: 'i {rcpt_addr}' },
+  { stage: MacroStage.CONNECT, names: '{daemon_addr} {daemon_port} {client_addr} {client_port}' },
+  { stage: MacroStage.HELO, names: '{tls_version} {cipher}' },
+  { stage: MacroStage.ENVFROM, names: 'i {auth_type} {auth_authen}' },
+  { stage: MacroStage.ENVRCPT, names: 'i' },
   { stage: MacroStage.DATA, names: 'i' },
   { stage: MacroStage.EOM, names: 'i' },
   { stage: MacroStage.EOH, names: 'i' },
