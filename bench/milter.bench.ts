@@ -24,24 +24,21 @@
  * only runs that met the same machine are compared. The best run of each is listed too, with every run.
  * Prints a table and one `BENCH_JSON {...}` line. Loopback only; bounded in time.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_LIMITS } from '../lib/core/limits.js';
-import { NULL_LOGGER } from '../lib/core/logger.js';
-import { NO_EFFECTS } from '../lib/core/effects.js';
-import type { PolicyPort } from '../lib/core/policy-port.js';
-import type { Door, DoorDeps } from '../lib/daemon/door.js';
+import type { Door } from '../lib/daemon/door.js';
 import { createFilterDoor } from '../lib/milter/filter-door.js';
 import { decodeCommand, encodeCommand, PacketReader } from '../lib/milter/milter-codec.js';
 import { createMilterDoor } from '../lib/milter/milter-door.js';
 import { compileRules, MemoryLockStore, PolicyEngine } from '../lib/policy/index.js';
-import { NO_SCANNERS } from '../lib/scanners/scanner.js';
 import { repoRoot } from '../spec/helpers/paths.js';
 import { freePort } from '../spec/helpers/ports.js';
 import { machineCpu, median, startSinkProcess, waitPort } from './bench-util.js';
+import { deps, exampleEngine, run, sentCounter } from './milter-bench-util.js';
+import { pairedRatios, pairedScenario, pooledRate, type PairedBlock } from './milter-paired.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../spec/helpers/postfix.js';
 
 const SESSIONS = 16;
@@ -55,11 +52,15 @@ const WARMUP_MESSAGES = Number(process.env['MILTER_BENCH_WARMUP'] ?? 1000);
 /** One uncounted Postfix run before the measured ones (MILTER_BENCH_PREHEAT=0 turns it off). */
 const PREHEAT = process.env['MILTER_BENCH_PREHEAT'] !== '0';
 /** Rounds of (postfix, milter-example, milter-example-unix); the per-round ratios' median is the headline. */
-const ROUNDS = Math.max(1, Math.min(9, Number(process.env['MILTER_BENCH_ROUNDS'] ?? 5) || 5));
+const ROUNDS = Math.max(1, Math.min(9, Number(process.env['MILTER_BENCH_ROUNDS'] ?? 3) || 3));
+/** The headline: rounds of (postfix, milter over TCP, milter over a unix socket) blocks through one Postfix. */
+const PAIRED_ROUNDS = Math.max(1, Math.min(40, Number(process.env['MILTER_BENCH_PAIRED_ROUNDS'] ?? 12) || 12));
+/** Messages per block of the paired scenario. */
+const PAIRED_BLOCK = Math.max(100, Math.min(20_000, Number(process.env['MILTER_BENCH_BLOCK'] ?? 1000) || 1000));
 /** `many`: smtp-source -d (messages over 16 long SMTP sessions, one milter connection each); default one per session. */
 const MANY_PER_SESSION = process.env['MILTER_BENCH_PER_SESSION'] === 'many';
 const BODY_BYTES = Math.max(1, Math.min(10_000_000, Number(process.env['MILTER_BENCH_BODY'] ?? 4000) || 4000));
-const SCENARIOS = ['codec', 'postfix', 'libmilter-null', 'milter-example', 'milter-example-unix', 'milter-example-immediate', 'milter-accept', 'filter', 'latency-postfix', 'latency-milter', 'latency-milter-unix', 'latency-milter-nr'] as const;
+const SCENARIOS = ['codec', 'paired', 'postfix', 'libmilter-null', 'milter-example', 'milter-example-unix', 'milter-example-immediate', 'milter-accept', 'filter', 'latency-postfix', 'latency-milter', 'latency-milter-unix', 'latency-milter-nr'] as const;
 /** Single-session latency runs: messages sent one after another over one connection at a time. */
 const LATENCY_MESSAGES = 100;
 type Scenario = (typeof SCENARIOS)[number];
@@ -82,6 +83,8 @@ interface Result {
   readonly msPerMessage?: number;
   readonly note?: string;
   readonly error?: string;
+  /** `paired`: every timed block. */
+  readonly blocks?: readonly PairedBlock[];
 }
 
 // ------------------------------------------------------------------------------------------------ codec
@@ -115,65 +118,6 @@ function codecScenario(): Result {
 }
 
 // ------------------------------------------------------------------------------------------------ postfix
-
-function deps(policy: PolicyPort): DoorDeps {
-  return { policy, locks: new MemoryLockStore(), scanners: NO_SCANNERS, effects: NO_EFFECTS, limits: DEFAULT_LIMITS, logger: NULL_LOGGER, hostname: 'bench.sluice.test' };
-}
-
-function exampleEngine(): PolicyEngine {
-  const dir = join(repoRoot, 'conf', 'rules');
-  let files: string[] = [];
-  try {
-    files = readdirSync(dir).filter((f) => f.endsWith('.rules')).sort();
-  } catch {
-    files = [];
-  }
-  const sources = files.map((f) => {
-    let text = readFileSync(join(dir, f), 'utf8');
-    // Loopback is `trusted` (accepted at connect) in the example; the benchmark's clients are all loopback.
-    text = text.replace(/^list trusted = .*$/m, 'list trusted = 192.0.2.254/32');
-    return { file: join(dir, f), text };
-  });
-  if (sources.length === 0) sources.push({ file: 'accept-all.rules', text: 'rule trace at data: => add header "X-Sluice-Trace" "bench"\n' });
-  const rs = compileRules(sources);
-  return new PolicyEngine(rs, { locks: new MemoryLockStore(), clock: { now: () => Date.now() } }, { proxyName: 'bench.sluice.test' });
-}
-
-function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 8 * 1024 * 1024 }, (err, stdout, stderr) => resolve({ code: err ? -1 : 0, out: String(stdout) + String(stderr) }));
-  });
-}
-
-/** Counts "status=sent" in Postfix's log, reading only what was appended since the last call. */
-function sentCounter(pf: PostfixInstance): () => number {
-  let offset = 0;
-  let count = 0;
-  let tail = '';
-  return () => {
-    let fd: number;
-    try {
-      fd = openSync(pf.logFile, 'r');
-    } catch {
-      return count;
-    }
-    try {
-      const size = fstatSync(fd).size;
-      if (size > offset) {
-        const buf = Buffer.alloc(size - offset);
-        readSync(fd, buf, 0, buf.length, offset);
-        offset = size;
-        const text = tail + buf.toString('latin1');
-        const cut = text.lastIndexOf('\n') + 1;
-        for (let i = text.indexOf('status=sent'); i >= 0 && i < cut; i = text.indexOf('status=sent', i + 1)) count++;
-        tail = text.slice(cut);
-      }
-    } finally {
-      closeSync(fd);
-    }
-    return count;
-  };
-}
 
 async function postfixScenario(scenario: Scenario): Promise<Result> {
   if (!postfixAvailable) return { scenario, error: 'postfix (as root) not available' };
@@ -305,7 +249,11 @@ async function startProfile(): Promise<(() => Promise<void>) | undefined> {
 async function child(name: Scenario): Promise<void> {
   let r: Result;
   try {
-    r = name === 'codec' ? codecScenario() : await postfixScenario(name);
+    if (name === 'codec') r = codecScenario();
+    else if (name === 'paired') {
+      const p = await pairedScenario({ rounds: PAIRED_ROUNDS, blockMessages: PAIRED_BLOCK, warmupMessages: WARMUP_MESSAGES, bodyBytes: BODY_BYTES, sessions: SESSIONS, manyPerSession: MANY_PER_SESSION });
+      r = { scenario: 'paired', blocks: p.blocks, ...(p.error ? { error: p.error } : {}) };
+    } else r = await postfixScenario(name);
   } catch (err) {
     r = { scenario: name, error: err instanceof Error ? err.message : String(err) };
   }
@@ -316,7 +264,7 @@ async function child(name: Scenario): Promise<void> {
 
 async function runChild(name: Scenario): Promise<Result> {
   return await new Promise((resolve) => {
-    const c = spawn(process.execPath, [fileURLToPath(import.meta.url), '--scenario', name], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const c = spawn(process.execPath, [...(process.env['MILTER_BENCH_NODE_FLAGS'] ?? '').split(' ').filter(Boolean), fileURLToPath(import.meta.url), '--scenario', name], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     c.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const timer = setTimeout(() => c.kill('SIGKILL'), 170_000);
@@ -340,6 +288,7 @@ async function main(): Promise<void> {
       ? only
       : [
           'codec',
+          'paired',
           ...round(0),
           'libmilter-null',
           'milter-example-immediate',
@@ -351,7 +300,7 @@ async function main(): Promise<void> {
           'latency-milter-unix',
           'latency-milter-nr',
         ];
-  if (only.length === 0 && PREHEAT) {
+  if ((only.length === 0 || only.includes('paired')) && PREHEAT) {
     // The first run after the machine has been idle for a minute is up to 1.6x faster than the same run right
     // after it (measured: Postfix alone 756 then 471 msgs/s, the kernel's share of CPU per message 7.2 then 11.9
     // s per 4000): the VM's host gives a burst. Whichever scenario came first would get it, so one Postfix run is
@@ -379,7 +328,7 @@ async function main(): Promise<void> {
   const pad = (s: string, n: number): string => s.padEnd(n);
   process.stdout.write(`\nmilter benchmark (load average ${load0.map((l) => l.toFixed(2)).join(' ')} at start): ${SESSIONS} parallel sessions (${MANY_PER_SESSION ? 'many messages per session, -d' : 'one message per session'}), ${MESSAGES} messages of ~${BODY_BYTES} bytes after ${WARMUP_MESSAGES} untimed (warm-up)\n`);
   process.stdout.write(`${pad('scenario', 26)}${pad('msgs/s', 10)}${pad('% of postfix', 14)}${pad('seconds', 10)}${pad('sluice CPU ms/msg', 20)}${pad('machine ms/msg', 16)}note\n`);
-  for (const r of results) {
+  for (const r of results.filter((x) => x.scenario !== 'paired')) {
     const rate = r.mbPerSecond !== undefined ? `${r.mbPerSecond.toFixed(0)} MB/s` : r.msPerMessage !== undefined ? `${r.msPerMessage.toFixed(2)} ms` : r.perSecond !== undefined ? r.perSecond.toFixed(0) : '-';
     const pct = r.perSecond !== undefined && limit ? `${((100 * r.perSecond) / limit).toFixed(0)}%` : '-';
     const cpu = r.cpuMsPerMessage !== undefined ? `${r.cpuMsPerMessage.toFixed(2)} (${(r.cpuSystemMsPerMessage ?? 0).toFixed(2)} sys)` : '-';
@@ -404,10 +353,26 @@ async function main(): Promise<void> {
     return out;
   };
   const rounds = { inet: perRound('milter-example'), unix: perRound('milter-example-unix') };
+  const pct = (x: number | null): string => (x === null || Number.isNaN(x) ? '-' : `${(100 * x).toFixed(0)}%`);
+  const pairedRun = runs.find((r) => r.scenario === 'paired');
+  const blocks = pairedRun?.blocks ?? [];
+  const paired = { inet: pairedRatios(blocks, 'milter-inet'), unix: pairedRatios(blocks, 'milter-unix') };
+  const pooled = { postfix: pooledRate(blocks, 'postfix'), inet: pooledRate(blocks, 'milter-inet'), unix: pooledRate(blocks, 'milter-unix') };
+  const meanOf = (v: PairedBlock['variant'], f: (b: PairedBlock) => number): number => {
+    const mine = blocks.filter((b) => b.variant === v);
+    return mine.length > 0 ? mine.reduce((s, b) => s + f(b), 0) / mine.length : NaN;
+  };
+  if (paired.inet.length > 0) {
+    process.stdout.write(`\nmilter (example ruleset, sluice.yaml defaults) / Postfix alone, ONE Postfix instance, ${paired.inet.length} rounds of ${PAIRED_BLOCK}-message blocks (postfix, inet, unix; order alternating):\n`);
+    process.stdout.write(`  median of the rounds' ratios: ${pct(median(paired.inet))} over inet, ${pct(median(paired.unix))} over a unix socket   (target >= 80%)\n`);
+    process.stdout.write(`  per round: inet ${paired.inet.map((x) => pct(x)).join(' ')}; unix ${paired.unix.map((x) => pct(x)).join(' ')}\n`);
+    process.stdout.write(`  pooled (all blocks' messages / all blocks' seconds): postfix ${pooled.postfix.toFixed(0)}, inet ${pooled.inet.toFixed(0)} (${pct(pooled.inet / pooled.postfix)}), unix ${pooled.unix.toFixed(0)} (${pct(pooled.unix / pooled.postfix)}) msgs/s\n`);
+    process.stdout.write(`  postfix blocks: ${blocks.filter((b) => b.variant === 'postfix').map((b) => b.perSecond.toFixed(0)).join(' ')} msgs/s\n`);
+    process.stdout.write(`  CPU ms/msg, this process (doors + harness) / machine: postfix ${meanOf('postfix', (b) => b.doorCpuMsPerMessage).toFixed(2)} / ${meanOf('postfix', (b) => b.machineCpuMsPerMessage).toFixed(2)}, inet ${meanOf('milter-inet', (b) => b.doorCpuMsPerMessage).toFixed(2)} / ${meanOf('milter-inet', (b) => b.machineCpuMsPerMessage).toFixed(2)}, unix ${meanOf('milter-unix', (b) => b.doorCpuMsPerMessage).toFixed(2)} / ${meanOf('milter-unix', (b) => b.machineCpuMsPerMessage).toFixed(2)}\n`);
+  } else if (pairedRun?.error) process.stdout.write(`\npaired scenario: ERROR ${pairedRun.error}\n`);
   if (main !== null) {
     const unix = ratio('milter-example-unix');
-    const pct = (x: number | null): string => (x === null || Number.isNaN(x) ? '-' : `${(100 * x).toFixed(0)}%`);
-    process.stdout.write(`\nmilter (example ruleset, sluice.yaml defaults) / Postfix alone, median over ${rounds.inet.length} rounds: ${pct(median(rounds.inet))} over inet, ${pct(median(rounds.unix))} over a unix socket   (target >= 80%)\n`);
+    process.stdout.write(`\nseparate Postfix instances per scenario (the design before the seventh session), median over ${rounds.inet.length} rounds: ${pct(median(rounds.inet))} over inet, ${pct(median(rounds.unix))} over a unix socket\n`);
     process.stdout.write(`  per round (postfix and the milter back to back): inet ${rounds.inet.map((x) => pct(x)).join(' ')}; unix ${rounds.unix.map((x) => pct(x)).join(' ')}\n`);
     process.stdout.write(`  best run against best run: ${pct(main)} over inet${unix !== null ? `, ${pct(unix)} over a unix socket` : ''}\n`);
   }
@@ -418,7 +383,8 @@ async function main(): Promise<void> {
     messages: MESSAGES,
     warmupMessages: WARMUP_MESSAGES,
     bodyBytes: BODY_BYTES,
-    results: Object.fromEntries(results.map((r) => [r.scenario, r])),
+    results: Object.fromEntries(results.filter((r) => r.scenario !== 'paired').map((r) => [r.scenario, r])),
+    paired: { rounds: paired.inet.length, blockMessages: PAIRED_BLOCK, ratioInetMedian: median(paired.inet), ratioUnixMedian: median(paired.unix), ratioInetPerRound: paired.inet, ratioUnixPerRound: paired.unix, pooledPerSecond: pooled, blocks, ...(pairedRun?.error ? { error: pairedRun.error } : {}) },
     ratioMilterExample: main,
     ratioMilterExampleMedian: median(rounds.inet),
     ratioMilterExampleUnixMedian: median(rounds.unix),

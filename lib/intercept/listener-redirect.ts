@@ -1,12 +1,8 @@
 import type { ListenerMode } from './listener-mode.js';
 import { ipFamily, normalizeIp } from './address-util.js';
 import { requireNative } from './native-sockopt.js';
+import { socketFd } from '../core/socket-fd.js';
 
-/** The file descriptor libuv uses for a net.Socket (Linux). */
-export function socketFd(socket: object): number | undefined {
-  const handle = (socket as { _handle?: { fd?: number } })._handle;
-  return typeof handle?.fd === 'number' && handle.fd >= 0 ? handle.fd : undefined;
-}
 
 /**
  * redirect: iptables/nftables REDIRECT or DNAT sent the connection here; conntrack remembers the original

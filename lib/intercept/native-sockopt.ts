@@ -19,6 +19,8 @@ export interface NativeSockopt {
   socketError(fd: number): string | 0;
   /** Waits (on the libuv thread pool) until fd is writable or timeoutMs passes; resolves SO_ERROR ('ETIMEDOUT' on timeout). */
   waitConnected(fd: number, timeoutMs: number, callback: (err: string | 0) => void): void;
+  /** setsockopt(TCP_QUICKACK, 1): send a pending ACK now (lib/milter/prompt-ack.ts). 0 or an errno name. */
+  quickAck(fd: number): string | 0;
   /** close(2), for a descriptor never handed to a net.Socket. */
   closeFd(fd: number): void;
   /** prctl(PR_SET_KEEPCAPS) for the calling (main) thread. */

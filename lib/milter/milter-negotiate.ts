@@ -72,10 +72,12 @@ export interface NegotiateOptions {
    */
   readonly noReply?: boolean;
   /**
-   * The MTA is connected over a unix-domain socket. Only then is NODATA asked for: over TCP, the flush of smtpd's
-   * last events and cleanup's first one follow each other unanswered and meet Nagle (48 ms per message, measured).
+   * What the MTA writes without waiting for an answer never waits on our delayed ACK: a unix-domain socket (no
+   * ACKs), or TCP with an ACK sent at once after every read we do not answer (prompt-ack.ts). Only then is NODATA
+   * asked for: otherwise the flush of smtpd's last events and cleanup's first one follow each other unanswered and
+   * meet Nagle (48 ms per message, measured over TCP).
    */
-  readonly unixSocket?: boolean;
+  readonly promptAcks?: boolean;
 }
 
 export function negotiate(offer: MilterOffer, wants: MilterWants, opts: NegotiateOptions = {}): Negotiated | ProtocolError {
@@ -144,10 +146,10 @@ export function negotiate(offer: MilterOffer, wants: MilterWants, opts: Negotiat
   // DATA carries nothing a rule reads that the next event does not (the recipients are complete at RCPT). When no
   // DATA rule can refuse, and the message has to be looked at after DATA anyway, Postfix need not send DATA: its
   // rules run at the next event (a header, EOH, body or end of message), whose answer carries their verdict. One
-  // round trip less per message. Over TCP it would cost a Nagle stall (see NegotiateOptions.unixSocket).
+  // round trip less per message. Without prompt ACKs it would cost a Nagle stall (see NegotiateOptions.promptAcks).
   const afterData = stages.has('data') || stages.has('eoh') || stages.has('eom') || wantsHeaders(wants) || wantsBody(wants);
   const refuses = wants.needs.refuses;
-  if (opts.unixSocket === true && afterData && refuses !== undefined && !refuses.has('data')) add(Proto.NODATA);
+  if (opts.promptAcks === true && afterData && refuses !== undefined && !refuses.has('data')) add(Proto.NODATA);
   add(Proto.NR_UNKN);
   add(Proto.NOUNKNOWN);
 

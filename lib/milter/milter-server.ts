@@ -8,6 +8,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { DoorDeps } from '../daemon/door.js';
 import { listenOn } from './door-listener.js';
 import { MilterSession } from './milter-session.js';
+import { promptAcker } from './prompt-ack.js';
 
 export type MilterListenAddress = { readonly kind: 'inet'; readonly host: string; readonly port: number } | { readonly kind: 'unix'; readonly path: string };
 
@@ -107,6 +108,7 @@ export class MilterServer {
       socket.destroy();
       return;
     }
+    const ackNow = this.options.address.kind === 'unix' ? undefined : promptAcker(socket);
     const session = new MilterSession(socket, {
       id: sessionId(),
       deps,
@@ -115,7 +117,8 @@ export class MilterServer {
       progressIntervalMs: this.options.progressIntervalMs,
       ...(this.options.noReply ? { noReply: true } : {}),
       ...(this.options.delayReject ? { delayReject: true } : {}),
-      ...(this.options.address.kind === 'unix' ? { unixSocket: true } : {}),
+      ...(this.options.address.kind === 'unix' || ackNow !== undefined ? { promptAcks: true } : {}),
+      ...(ackNow !== undefined ? { ackNow } : {}),
     });
     this.sessions.add(session);
     void session.closed.then(() => this.sessions.delete(session));

@@ -30,8 +30,13 @@ export interface MilterSessionOptions {
   readonly noReply?: boolean;
   /** Judge CONNECT/HELO/MAIL on arrival, answer their verdicts at RCPT (default false). */
   readonly delayReject?: boolean;
-  /** The MTA is connected over a unix-domain socket (no Nagle delays: NODATA may be asked for). */
-  readonly unixSocket?: boolean;
+  /**
+   * What the MTA writes unanswered never waits on our delayed ACK (a unix-domain socket, or TCP with `ackNow`):
+   * NODATA may be asked for (milter-negotiate.ts).
+   */
+  readonly promptAcks?: boolean;
+  /** TCP: sends the ACK for what has been read, now (prompt-ack.ts); called after each read that got no answer. */
+  readonly ackNow?: () => void;
 }
 
 /** Order of macro stages: a command of one stage clears the macros of every later stage (libmilter). */
@@ -110,6 +115,8 @@ export class MilterSession {
   private queuedBytes = 0;
   private running = false;
   private paused = false;
+  /** Packets written so far (tells whether a read got an answer). */
+  private writes = 0;
   private isClosed = false;
   private resolveClosed!: () => void;
 
@@ -167,7 +174,11 @@ export class MilterSession {
       this.paused = true;
       this.socket.pause();
     }
+    const writes = this.writes;
     if (!this.running) void this.run();
+    // Nothing answered what was just read (events the MTA expects no reply to): ACK it now, so the MTA's next
+    // write does not wait on Nagle for our delayed ACK.
+    if (this.writes === writes && this.opts.ackNow !== undefined && !this.isClosed) this.opts.ackNow();
   }
 
   private async run(): Promise<void> {
@@ -206,7 +217,10 @@ export class MilterSession {
   }
 
   private write(buf: Buffer): void {
-    if (!this.isClosed && !this.socket.destroyed) this.socket.write(buf);
+    if (!this.isClosed && !this.socket.destroyed) {
+      this.writes++;
+      this.socket.write(buf);
+    }
   }
 
   private replies(type: MilterCommand['type']): boolean {
@@ -312,10 +326,10 @@ export class MilterSession {
 
   private onOptneg(cmd: Extract<MilterCommand, { type: 'optneg' }>): undefined {
     const deps = this.opts.deps;
-    const opts = { noReply: this.opts.noReply === true, delayReject: this.opts.delayReject === true, unixSocket: this.opts.unixSocket === true };
+    const opts = { noReply: this.opts.noReply === true, delayReject: this.opts.delayReject === true, promptAcks: this.opts.promptAcks === true };
     // Postfix opens a milter connection per SMTP session and offers the same options each time: the answer for
     // one offer, rules and door options is computed and framed once (per loaded ruleset: keyed by its needs).
-    const key = `${cmd.version}/${cmd.actions}/${cmd.protocol}/${deps.scanners.enabled ? 1 : 0}${opts.noReply ? 1 : 0}${opts.delayReject ? 1 : 0}${opts.unixSocket ? 1 : 0}`;
+    const key = `${cmd.version}/${cmd.actions}/${cmd.protocol}/${deps.scanners.enabled ? 1 : 0}${opts.noReply ? 1 : 0}${opts.delayReject ? 1 : 0}${opts.promptAcks ? 1 : 0}`;
     let byOffer = NEGOTIATED.get(deps.policy.needs);
     if (byOffer === undefined) NEGOTIATED.set(deps.policy.needs, (byOffer = new Map()));
     let answer = byOffer.get(key);

@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>                 /* TCP_QUICKACK */
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,6 +313,22 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * setsockopt(TCP_QUICKACK, 1): leaves delayed-ACK (interactive) mode and sends an ACK that is pending now, so a
+ * peer whose next small write waits on Nagle for our ACK can send it at once. Linux re-enters delayed-ACK mode by
+ * itself, so callers use it after each read they do not answer. Returns 0 or an errno name; never throws on a
+ * socket error (the socket may be closing).
+ */
+static napi_value quick_ack(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || get_int(env, argv[0], &fd) || fd < 0) return throw_type(env, "quickAck(fd)");
+  int one = 1;
+  return so_error_value(env, setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one) == 0 ? 0 : errno);
+}
+
 static napi_value keep_capabilities(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -347,6 +364,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "socketError", NULL, socket_error, NULL, NULL, NULL, napi_enumerable, NULL },
     { "waitConnected", NULL, wait_connected, NULL, NULL, NULL, napi_enumerable, NULL },
     { "closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "quickAck", NULL, quick_ack, NULL, NULL, NULL, napi_enumerable, NULL },
     { "keepCapabilities", NULL, keep_capabilities, NULL, NULL, NULL, napi_enumerable, NULL },
     { "retainNetAdmin", NULL, retain_net_admin, NULL, NULL, NULL, napi_enumerable, NULL },
     { "scanData", NULL, sluice_scan_data, NULL, NULL, NULL, napi_enumerable, NULL },

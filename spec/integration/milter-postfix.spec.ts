@@ -12,16 +12,9 @@ import { testDeps } from '../helpers/milter-client.js';
 import { milterEditPolicy, milterTestEngine } from '../helpers/milter-rules.js';
 import { freePort } from '../helpers/ports.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
+import { smtpSource } from '../helpers/smtp-source.js';
 import { swaks, swaksAvailable } from '../helpers/swaks.js';
 import { SmtpDialog } from '../helpers/milter-smtp-dialog.js';
-
-function smtpSource(args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile('/usr/sbin/smtp-source', args, { timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? -1 : 0, out: String(stdout) + String(stderr) });
-    });
-  });
-}
 
 describe('integration/milter behind a real Postfix', function () {
   this.timeout(60_000);

@@ -316,7 +316,7 @@ describe('milter/milter-negotiate', () => {
     assert.equal(h.protocol & (Proto.NR_HDR | Proto.NOHDRS | Proto.NOEOH | Proto.NR_EOH), 0);
   });
 
-  it('over TCP never skips DATA nor leaves it unanswered, with or without noReply (the reply that keeps Postfix from stalling)', () => {
+  it('without prompt ACKs (TCP without the native addon) never skips DATA nor leaves it unanswered, with or without noReply (the reply that keeps Postfix from stalling)', () => {
     for (const noReply of [false, true]) {
       for (const stages of [[], ['data', 'eom']] as RuleStage[][]) {
         const n = negotiate(postfix, { needs: needs(stages, { refuses: new Set() }), scanners: false }, { noReply, delayReject: true });
@@ -326,8 +326,8 @@ describe('milter/milter-negotiate', () => {
     }
   });
 
-  it('over a unix socket skips DATA (NODATA) when no DATA rule can refuse and the message is looked at after DATA anyway', () => {
-    const unix = { unixSocket: true, delayReject: true };
+  it('with prompt ACKs (a unix socket, or TCP with TCP_QUICKACK) skips DATA (NODATA) when no DATA rule can refuse and the message is looked at after DATA anyway', () => {
+    const unix = { promptAcks: true, delayReject: true };
     const skips = (n: ReturnType<typeof negotiate>): boolean => !(n instanceof ProtocolError) && (n.protocol & Proto.NODATA) !== 0;
     // The example ruleset's shape: a trace header at DATA, rules at eom, refusals everywhere but DATA.
     assert.ok(skips(negotiate(postfix, { needs: needs(['rcpt', 'data', 'eom'], { refuses: new Set(['rcpt', 'eom']) }), scanners: false }, unix)));
