@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_LIMITS } from '../lib/core/limits.js';
-import { NULL_LOGGER } from '../lib/core/logger.js';
+import { NULL_LOGGER, type Logger } from '../lib/core/logger.js';
 import { NO_EFFECTS } from '../lib/core/effects.js';
 import type { PolicyPort } from '../lib/core/policy-port.js';
 import type { DoorDeps } from '../lib/daemon/door.js';
@@ -15,8 +15,8 @@ import { NO_SCANNERS } from '../lib/scanners/scanner.js';
 import { repoRoot } from '../spec/helpers/paths.js';
 import type { PostfixInstance } from '../spec/helpers/postfix.js';
 
-export function deps(policy: PolicyPort): DoorDeps {
-  return { policy, locks: new MemoryLockStore(), scanners: NO_SCANNERS, effects: NO_EFFECTS, limits: DEFAULT_LIMITS, logger: NULL_LOGGER, hostname: 'bench.sluice.test' };
+export function deps(policy: PolicyPort, logger: Logger = NULL_LOGGER): DoorDeps {
+  return { policy, locks: new MemoryLockStore(), scanners: NO_SCANNERS, effects: NO_EFFECTS, limits: DEFAULT_LIMITS, logger, hostname: 'bench.sluice.test' };
 }
 
 export function exampleEngine(): PolicyEngine {

@@ -3,7 +3,8 @@
  * short blocks through ONE Postfix instance.
  *
  * The instance has three smtpd listeners that differ only in `smtpd_milters`: none (Postfix alone, the limit), the
- * milter door over TCP, and the milter door over a unix socket. Queue, cleanup, queue manager, delivery agents and
+ * milter door over TCP, and the milter door over a unix socket (both with the daemon's logger writing its
+ * per-message records to a file, as `sluice run` does). Queue, cleanup, queue manager, delivery agents and
  * smtp-sink are shared. After an untimed warm-up through each listener, the blocks run in rounds
  * (postfix, inet, unix, then the reverse order), each block `blockMessages` messages from 16 parallel smtp-source
  * sessions, timed from its first submission to its last delivery seen in Postfix's log; a block starts only once the
@@ -15,6 +16,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Door } from '../lib/daemon/door.js';
+import { createDaemonLogger, type DaemonLogger } from '../lib/daemon/logger.js';
 import { createMilterDoor } from '../lib/milter/milter-door.js';
 import { freePort } from '../spec/helpers/ports.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../spec/helpers/postfix.js';
@@ -57,15 +59,18 @@ export async function pairedScenario(o: PairedOptions): Promise<PairedResult> {
   const sink = await startSinkProcess();
   const doors: Door[] = [];
   let pf: PostfixInstance | undefined;
+  let log: DaemonLogger | undefined;
   // Postfix's smtpd and cleanup run as `postfix`: a world-traversable directory and a 0666 socket.
   const socketDir = mkdtempSync(join(tmpdir(), 'sluice-milter-paired-'));
   chmodSync(socketDir, 0o755);
   const unixPath = join(socketDir, 'milter.sock');
   try {
     const milterPort = await freePort();
-    // sluice.yaml's defaults (delay_reject on), the example ruleset, one door per socket kind.
-    doors.push(createMilterDoor({ listen: `inet:127.0.0.1:${milterPort}`, delayReject: true }, deps(exampleEngine())));
-    doors.push(createMilterDoor({ listen: `unix:${unixPath}`, delayReject: true, socketMode: 0o666 }, deps(exampleEngine())));
+    // sluice.yaml's defaults (delay_reject on, the daemon's logger at `info` in text format, here to a file: one
+    // record per message), the example ruleset, one door per socket kind.
+    log = createDaemonLogger({ level: 'info', format: 'text', file: join(socketDir, 'sluice.log') });
+    doors.push(createMilterDoor({ listen: `inet:127.0.0.1:${milterPort}`, delayReject: true }, deps(exampleEngine(), log.logger)));
+    doors.push(createMilterDoor({ listen: `unix:${unixPath}`, delayReject: true, socketMode: 0o666 }, deps(exampleEngine(), log.logger)));
     for (const d of doors) await d.start();
     const ports: Record<PairedVariant, number> = { postfix: await freePort(), 'milter-inet': await freePort(), 'milter-unix': await freePort() };
     const smtpd = (port: number, milters: string): string => `127.0.0.1:${port} inet n - n - - smtpd -o smtpd_milters=${milters}`;
@@ -125,6 +130,7 @@ export async function pairedScenario(o: PairedOptions): Promise<PairedResult> {
   } finally {
     await pf?.stop();
     for (const d of doors) await d.stop(1000);
+    await log?.flush();
     sink.child.kill('SIGKILL');
     rmSync(socketDir, { recursive: true, force: true });
   }

@@ -22,8 +22,17 @@ export interface LoggerOptions {
   readonly write?: (line: string) => void;
 }
 
+/**
+ * Lines are written in batches: once 4 KB wait, or within 250 ms of the first. One write per line cost a busy door
+ * a write on libuv's thread pool and two thread wake-ups per message: 35-50 us of CPU per line when lines come a
+ * millisecond or more apart (a gateway's usual pace), against about 7 us batched. Stop, reload and a fatal error
+ * flush what waits; pino writes the rest synchronously at process exit. A SIGKILL can lose the last 250 ms.
+ */
+const LOG_BATCH_BYTES = 4096;
+const LOG_FLUSH_MS = 250;
+
 export function createDaemonLogger(cfg: Pick<LogConfig, 'level' | 'format' | 'file'>, opts: LoggerOptions = {}): DaemonLogger {
-  const sonic = opts.write ? undefined : destination({ dest: cfg.file ?? 1, sync: false, mkdir: true, append: true });
+  const sonic = opts.write ? undefined : destination({ dest: cfg.file ?? 1, sync: false, mkdir: true, append: true, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS });
   // A log destination that fails (disk full, a rotated file we may not reopen) must not take the daemon down:
   // say so once on stderr, the last outlet left, and keep serving.
   let reported = false;

@@ -17,8 +17,14 @@ import { makeTempDir } from '../helpers/temp-dir.js';
 const NAT_RULE =
   'rule nat-header at data: => add header "X-NAT-Received" "from [{client.ip}]:{client.port} [ident-empty]\\n\\tby {proxy.name} with TPROXY id {session.start}.{pid}"\n';
 
+interface RunningSluice {
+  output(): string;
+  /** The output once `re` has matched `count` times (the log is written in batches, up to 250 ms late). */
+  waitForOutput(re: RegExp, count?: number, timeoutMs?: number): Promise<string>;
+}
+
 /** `sluice run` inside a namespace with the given intercept listeners; resolves once it logged its start. */
-async function startSluice(ns: Netns, dir: string, listeners: string): Promise<{ output: () => string }> {
+async function startSluice(ns: Netns, dir: string, listeners: string): Promise<RunningSluice> {
   mkdirSync(join(dir, 'rules'), { recursive: true });
   writeFileSync(join(dir, 'rules', 'nat.rules'), NAT_RULE);
   writeFileSync(
@@ -35,7 +41,15 @@ async function startSluice(ns: Netns, dir: string, listeners: string): Promise<{
     if (Date.now() > deadline) throw new Error(`sluice run did not start: ${out}`);
     await new Promise((r) => setTimeout(r, 25));
   }
-  return { output: () => out };
+  return {
+    output: () => out,
+    async waitForOutput(re, count = 1, timeoutMs = 5000) {
+      const global = new RegExp(re.source, re.flags.includes('g') ? re.flags : re.flags + 'g');
+      const until = Date.now() + timeoutMs;
+      while ([...out.matchAll(global)].length < count && Date.now() < until) await new Promise((r) => setTimeout(r, 25));
+      return out;
+    },
+  };
 }
 
 /**
@@ -51,7 +65,7 @@ describe('e2e (netns): sluice run as a transparent gateway', function () {
   let sink2: SinkHandle | undefined;
   let sink26: SinkHandle | undefined;
   let tmp: { path: string; remove: () => void } | undefined;
-  let sluice: { output: () => string } | undefined;
+  let sluice: RunningSluice | undefined;
 
   before(async function () {
     requireInterceptionPeers(this);
@@ -128,7 +142,8 @@ describe('e2e (netns): sluice run as a transparent gateway', function () {
       assert.match(msg, /^X-Client-Addr: 198\.18\.1\.2$/m);
       assert.match(msg, /^X-NAT-Received: from \[198\.18\.1\.2\]:\d+ /m);
     }
-    const out = sluice?.output() ?? '';
+    await sluice?.waitForOutput(/intercept worker ready door=wk pid=/, 2);
+    const out = (await sluice?.waitForOutput(/session start pid=\d+ .*event=NEW .*dst=198\.18\.2\.2:26 /, 2)) ?? '';
     const workers = [...out.matchAll(/intercept worker ready door=wk pid=(\d+)/g)].map((m) => Number(m[1]));
     assert.equal(workers.length, 2, out);
     // The sessions ran in the workers (not in the daemon), which run as nobody with the two network capabilities.
