@@ -5,10 +5,10 @@
  * The instance has three smtpd listeners that differ only in `smtpd_milters`: none (Postfix alone, the limit), the
  * milter door over TCP, and the milter door over a unix socket (both with the daemon's logger writing its
  * per-message records to a file, as `sluice run` does). Queue, cleanup, queue manager, delivery agents and
- * smtp-sink are shared. After an untimed warm-up through each listener, the blocks run in rounds
- * (postfix, inet, unix, then the reverse order; warm-up: two such rounds of half the warm-up each), each block `blockMessages` messages from 16 parallel smtp-source
- * sessions, timed from its first submission to its last delivery seen in Postfix's log; a block starts only once the
- * previous one is delivered. The ratio of a round is (milter block rate / Postfix block rate) from blocks seconds
+ * smtp-sink are shared. After an untimed warm-up (two such rounds of half the warm-up each), the blocks run in
+ * rounds (postfix, inet, unix, then the reverse order), each block `blockMessages` messages from 16 parallel
+ * smtp-source sessions, timed from its first submission to its last delivery seen in Postfix's log; a block starts
+ * only once the previous one is delivered. The ratio of a round is (milter block rate / Postfix block rate) from blocks seconds
  * apart on the same warm instance, so the machine's minute-to-minute swings (Postfix alone varied 356–645 msgs/s
  * between runs of the earlier one-instance-per-scenario design) fall mostly on both sides of a ratio alike.
  */

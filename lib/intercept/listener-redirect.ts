@@ -3,7 +3,6 @@ import { ipFamily, normalizeIp } from './address-util.js';
 import { requireNative } from './native-sockopt.js';
 import { socketFd } from '../core/socket-fd.js';
 
-
 /**
  * redirect: iptables/nftables REDIRECT or DNAT sent the connection here; conntrack remembers the original
  * destination, read with SO_ORIGINAL_DST (IPv4) or IP6T_SO_ORIGINAL_DST (IPv6).

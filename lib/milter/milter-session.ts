@@ -45,7 +45,6 @@ const MACRO_ORDER = ['C', 'H', 'M', 'R', 'T', 'L', 'N', 'B', 'E'] as const;
 /** OPTNEG answers already computed, per loaded ruleset (its needs) and offer + door options. */
 const NEGOTIATED = new WeakMap<object, Map<string, { readonly neg: Negotiated; readonly packet: Buffer }>>();
 
-/** The NR_* bit that means "no reply" for each replied-to command. */
 /** Command byte → its type, for the commands that may be answered (MACRO, ABORT, QUIT and QUIT_NC never are). */
 const ANSWERABLE: ReadonlyMap<number, MilterCommand['type']> = new Map([
   [Cmd.OPTNEG, 'optneg'],
@@ -61,6 +60,7 @@ const ANSWERABLE: ReadonlyMap<number, MilterCommand['type']> = new Map([
   [Cmd.UNKNOWN, 'unknown'],
 ]);
 
+/** The NR_* bit that means "no reply" for each replied-to command. */
 const NO_REPLY_BIT: Partial<Record<MilterCommand['type'], number>> = {
   connect: Proto.NR_CONN,
   helo: Proto.NR_HELO,
