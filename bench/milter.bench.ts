@@ -1,6 +1,9 @@
 /**
  * Milter door benchmark. Each scenario runs in a fresh process (this file re-run with `--scenario NAME`):
  *   codec          encode + frame + parse + decode a 10 MB body as 64 KiB SMFIC_BODY packets (MB/s)
+ *   paired         THE HEADLINE (milter-paired.ts): one Postfix with three smtpd listeners (no milter; the milter
+ *                  with the example ruleset over TCP; over a unix socket), alternating 1000-message blocks in
+ *                  MILTER_BENCH_PAIRED_ROUNDS rounds (default 12); the median of the rounds' ratios
  *   postfix        smtp-source → private Postfix → smtp-sink: the limit
  *   milter-example Postfix with the sluice milter and the example ruleset (conf/rules; `trusted` emptied so
  *                  loopback test traffic is judged like outside mail instead of accepted at connect), inet socket,
@@ -18,10 +21,9 @@
  * MILTER_BENCH_PER_SESSION=many sends them over 16 long SMTP sessions instead, smtp-source -d, as a relay's do),
  * after WARMUP_MESSAGES untimed ones through the same Postfix (and door), in every scenario alike.
  * Throughput = messages / (first submission → last delivery seen by Postfix's smtp client to the sink).
- * `postfix`, `milter-example` and `milter-example-unix` run in MILTER_BENCH_ROUNDS rounds (default 5), back to back
- * within a round. The headline ratio is the median over rounds of (milter rate / Postfix rate in the same round):
- * Postfix alone swings by up to 1.5x between runs minutes apart (its queue fsyncs meet the disk's writeback), so
- * only runs that met the same machine are compared. The best run of each is listed too, with every run.
+ * As a cross-check of `paired`, `postfix`, `milter-example` and `milter-example-unix` (each its own Postfix) run in
+ * MILTER_BENCH_ROUNDS rounds (default 3), back to back within a round; the median over rounds of (milter rate /
+ * Postfix rate in the same round) and the best run against the best run are printed under the headline.
  * Prints a table and one `BENCH_JSON {...}` line. Loopback only; bounded in time.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
