@@ -269,7 +269,9 @@ async function runChild(name: Scenario): Promise<Result> {
     const c = spawn(process.execPath, [...(process.env['MILTER_BENCH_NODE_FLAGS'] ?? '').split(' ').filter(Boolean), fileURLToPath(import.meta.url), '--scenario', name], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     c.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => c.kill('SIGKILL'), 170_000);
+    // A scenario that hangs is killed; `paired` gets time for its rounds (at least 100 messages per second).
+    const limitMs = name === 'paired' ? 120_000 + (PAIRED_ROUNDS + 1) * 3 * PAIRED_BLOCK * 10 : 170_000;
+    const timer = setTimeout(() => c.kill('SIGKILL'), limitMs);
     c.on('close', () => {
       clearTimeout(timer);
       const line = out.split('\n').find((l) => l.startsWith('RESULT '));
