@@ -14,6 +14,7 @@ import { compileRules, MemoryLockStore, PolicyEngine } from '../lib/policy/index
 import { NO_SCANNERS } from '../lib/scanners/scanner.js';
 import { repoRoot } from '../spec/helpers/paths.js';
 import type { PostfixInstance } from '../spec/helpers/postfix.js';
+import { SMTP_SOURCE } from './bench-util.js';
 
 export function deps(policy: PolicyPort, logger: Logger = NULL_LOGGER): DoorDeps {
   return { policy, locks: new MemoryLockStore(), scanners: NO_SCANNERS, effects: NO_EFFECTS, limits: DEFAULT_LIMITS, logger, hostname: 'bench.sluice.test' };
@@ -74,3 +75,20 @@ export function sentCounter(pf: PostfixInstance): () => number {
   };
 }
 
+
+export interface SendOptions {
+  readonly sessions: number;
+  readonly messages: number;
+  readonly bodyBytes: number;
+  /** smtp-source -d: the messages go over `sessions` long SMTP sessions instead of one session each. */
+  readonly manyPerSession: boolean;
+}
+
+/** smtp-source with the benchmark's envelope into 127.0.0.1:port; bounded in time. */
+export function sendMessages(port: number, o: SendOptions): Promise<{ code: number; out: string }> {
+  return run(
+    SMTP_SOURCE,
+    [...(o.manyPerSession ? ['-d'] : []), '-s', String(o.sessions), '-m', String(o.messages), '-l', String(o.bodyBytes), '-f', 'alice@example.org', '-t', 'bob@example.net', '-M', 'client.example.org', '-S', 'bench', `127.0.0.1:${port}`],
+    150_000,
+  );
+}

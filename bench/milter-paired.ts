@@ -21,7 +21,7 @@ import { createMilterDoor } from '../lib/milter/milter-door.js';
 import { freePort } from '../spec/helpers/ports.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../spec/helpers/postfix.js';
 import { machineCpu, startSinkProcess } from './bench-util.js';
-import { deps, exampleEngine, run, sentCounter } from './milter-bench-util.js';
+import { deps, exampleEngine, sendMessages, sentCounter } from './milter-bench-util.js';
 
 export const PAIRED_VARIANTS = ['postfix', 'milter-inet', 'milter-unix'] as const;
 export type PairedVariant = (typeof PAIRED_VARIANTS)[number];
@@ -51,8 +51,6 @@ export interface PairedResult {
   readonly blocks: readonly PairedBlock[];
   readonly error?: string;
 }
-
-const SMTP_SOURCE = '/usr/sbin/smtp-source';
 
 export async function pairedScenario(o: PairedOptions): Promise<PairedResult> {
   if (!postfixAvailable) return { blocks: [], error: 'postfix (as root) not available' };
@@ -85,11 +83,7 @@ export async function pairedScenario(o: PairedOptions): Promise<PairedResult> {
     pf = await startPostfix(pfOptions).catch(() => startPostfix(pfOptions));
     const counter = sentCounter(pf);
     const send = (variant: PairedVariant, m: number): Promise<{ code: number; out: string }> =>
-      run(
-        SMTP_SOURCE,
-        [...(o.manyPerSession ? ['-d'] : []), '-s', String(o.sessions), '-m', String(m), '-l', String(o.bodyBytes), '-f', 'alice@example.org', '-t', 'bob@example.net', '-M', 'client.example.org', '-S', 'bench', `127.0.0.1:${ports[variant]}`],
-        150_000,
-      );
+      sendMessages(ports[variant], { sessions: o.sessions, messages: m, bodyBytes: o.bodyBytes, manyPerSession: o.manyPerSession });
     /** Sends `m` messages through `variant` and waits until Postfix has delivered them all; undefined on success. */
     const block = async (variant: PairedVariant, m: number): Promise<string | undefined> => {
       const target = counter() + m;

@@ -39,7 +39,7 @@ import { compileRules, MemoryLockStore, PolicyEngine } from '../lib/policy/index
 import { repoRoot } from '../spec/helpers/paths.js';
 import { freePort } from '../spec/helpers/ports.js';
 import { machineCpu, median, startSinkProcess, waitPort } from './bench-util.js';
-import { deps, exampleEngine, run, sentCounter } from './milter-bench-util.js';
+import { deps, exampleEngine, run, sendMessages, sentCounter } from './milter-bench-util.js';
 import { pairedRatios, pairedScenario, pooledRate, type PairedBlock } from './milter-paired.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../spec/helpers/postfix.js';
 
@@ -170,12 +170,7 @@ async function postfixScenario(scenario: Scenario): Promise<Result> {
     } else {
       pf = await startPostfix({ sink: false, main });
     }
-    const source = (m: number): Promise<{ code: number; out: string }> =>
-      run(
-        '/usr/sbin/smtp-source',
-        [...(MANY_PER_SESSION ? ['-d'] : []), '-s', String(sessions), '-m', String(m), '-l', String(BODY_BYTES), '-f', 'alice@example.org', '-t', 'bob@example.net', '-M', 'client.example.org', '-S', 'bench', `127.0.0.1:${pf!.smtpPort}`],
-        150_000,
-      );
+    const source = (m: number): Promise<{ code: number; out: string }> => sendMessages(pf!.smtpPort, { sessions, messages: m, bodyBytes: BODY_BYTES, manyPerSession: MANY_PER_SESSION });
     if (latency) {
       // Submission time only (smtp-source waits for each 250 before the next message): the per-message cost
       // the milter adds to the SMTP client's wait. Warm up first.

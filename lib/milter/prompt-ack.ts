@@ -21,6 +21,11 @@ function quickAckFunction(): QuickAck | undefined {
   return typeof native?.quickAck === 'function' ? (native.quickAck as QuickAck) : undefined;
 }
 
+/** True when TCP connections get prompt ACKs (the native addon is built and has quickAck). */
+export function promptAcksAvailable(): boolean {
+  return quickAckFunction() !== undefined;
+}
+
 /** For a TCP socket: a function that ACKs what has been read so far, now. Undefined without the addon. */
 export function promptAcker(socket: Socket): (() => void) | undefined {
   const quickAck = quickAckFunction();

@@ -12,13 +12,13 @@ import type { Transaction } from '../../lib/core/transaction.js';
 import { CONTINUE, type Verdict } from '../../lib/core/verdict.js';
 import { NO_EFFECTS, type EffectRunner } from '../../lib/core/effects.js';
 import type { DoorDeps } from '../../lib/daemon/door.js';
-import { loadNativeAddon } from '../../lib/core/native-addon.js';
 import type { LockStore } from '../../lib/policy/lock-store.js';
 import { NO_SCANNERS, type ScannerSet } from '../../lib/scanners/scanner.js';
 import { decodeReply, encodeCommand, PacketReader, type MilterCommand, type MilterReply } from '../../lib/milter/milter-codec.js';
+import { promptAcksAvailable } from '../../lib/milter/prompt-ack.js';
 
 /** TCP_QUICKACK from sluice's native addon (lib/milter/prompt-ack.ts): what lets a TCP milter skip DATA without a Nagle stall. */
-export const promptAcksOverTcp = typeof (loadNativeAddon() as { quickAck?: unknown } | undefined)?.quickAck === 'function';
+export const promptAcksOverTcp = promptAcksAvailable();
 
 export class MilterTestClient {
   readonly received: Buffer[] = [];
