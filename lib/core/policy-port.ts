@@ -20,6 +20,11 @@ export interface PolicyNeeds {
   readonly headers: boolean;
   /** Rules read scanner results (the door must run the scanners before eom). */
   readonly scan: boolean;
+  /**
+   * Rules read the message size (`size`, or an eom rule's action hook, which gets SIZE): the door must see the
+   * whole message to count it. Absent: assume they do when there are eom rules.
+   */
+  readonly size?: boolean;
   /** Rules read the SPF result. */
   readonly spf: boolean;
   /** DNS list zones the rules consult. */

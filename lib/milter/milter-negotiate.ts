@@ -50,14 +50,22 @@ export interface MilterWants {
   readonly scanners: boolean;
 }
 
-/** True when the message headers must be received at all. */
-export function wantsHeaders(w: MilterWants): boolean {
-  return w.scanners || w.needs.headers || w.needs.stages.has('header') || w.needs.stages.has('eom') || w.needs.stages.has('eoh');
+/**
+ * True when rules read the message size, which counts the headers and the body. An eom rule alone does not need
+ * it: the trace header, header edits by index, locks and quarantine are all decided without the content.
+ */
+export function readsSize(w: MilterWants): boolean {
+  return w.needs.size ?? w.needs.stages.has('eom');
 }
 
-/** True when body chunks must be received: scanners read them, and eom rules may read the message size. */
+/** True when the message headers must be received at all: scanners and header rules read them, and the size. */
+export function wantsHeaders(w: MilterWants): boolean {
+  return w.scanners || w.needs.headers || w.needs.stages.has('header') || w.needs.stages.has('eoh') || readsSize(w);
+}
+
+/** True when body chunks must be received: scanners read them, and the size counts them. */
 export function wantsBody(w: MilterWants): boolean {
-  return w.scanners || w.needs.stages.has('eom');
+  return w.scanners || readsSize(w);
 }
 
 export interface NegotiateOptions {

@@ -5,10 +5,17 @@
  */
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { deferAccept } from '../core/defer-accept.js';
 import type { DoorDeps } from '../daemon/door.js';
 import { listenOn } from './door-listener.js';
 import { MilterSession } from './milter-session.js';
 import { promptAcker } from './prompt-ack.js';
+
+/**
+ * How long the kernel holds a new TCP connection that has sent nothing yet (TCP_DEFER_ACCEPT): the MTA writes
+ * SMFIC_OPTNEG right after connecting, so only a silent client waits, and it never takes a session slot.
+ */
+const DEFER_ACCEPT_SECONDS = 5;
 
 export type MilterListenAddress = { readonly kind: 'inet'; readonly host: string; readonly port: number } | { readonly kind: 'unix'; readonly path: string };
 
@@ -96,6 +103,8 @@ export class MilterServer {
       const a = server.address();
       const port = typeof a === 'object' && a ? a.port : addr.port;
       this.bound = [`inet:${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${port}`];
+      const notDeferred = deferAccept(server, DEFER_ACCEPT_SECONDS);
+      if (notDeferred !== undefined) this.deps.logger.debug({ reason: notDeferred }, 'milter listener without TCP_DEFER_ACCEPT');
     }
     this.server = server;
     this.deps.logger.debug({ addresses: this.bound }, 'milter door listening');

@@ -107,7 +107,7 @@ export function compileRules(sources: readonly RuleSource[], opts: CompileOption
 
   const groups = new Map<string, RegexGroup>();
   // Shared by conditions and templates (TemplateUses): what the rules read, and the configured zones.
-  const uses: ConditionEnv['uses'] & TemplateUses = { spf: false, headers: false, scan: false, dnsLists: new Set<string>(), locks: false, ...(opts.dnsLists ? { zones: opts.dnsLists } : {}) };
+  const uses: ConditionEnv['uses'] & TemplateUses = { spf: false, headers: false, scan: false, size: false, dnsLists: new Set<string>(), locks: false, ...(opts.dnsLists ? { zones: opts.dnsLists } : {}) };
   const env: ConditionEnv = { sink, lists, groups, uses, prefetch: [], ...(opts.dnsLists ? { dnsLists: opts.dnsLists } : {}) };
   const rules: CompiledRule[] = [];
   const ruleDecls = new Map<string, RuleNode>();
@@ -155,6 +155,8 @@ export function compileRules(sources: readonly RuleSource[], opts: CompileOption
     headers: uses.headers || byStage.has('header') || byStage.has('eoh'),
     scan: uses.scan,
     spf: uses.spf,
+    // Action hooks get the size in their environment (SIZE): an eom rule with a hook reads it too.
+    size: uses.size || (byStage.get('eom') ?? []).some((r) => r.hooks.length > 0),
     dnsLists: uses.dnsLists,
     refuses: new Set(rules.filter((r) => r.action === 'reject' || r.action === 'tempfail').map((r) => r.stage)),
   };

@@ -50,7 +50,7 @@ export interface ConditionEnv {
   readonly dnsLists?: ReadonlySet<string>;
   readonly groups: Map<string, RegexGroup>;
   /** Filled in: what the condition reads. */
-  readonly uses: { spf: boolean; headers: boolean; scan: boolean; dnsLists: Set<string>; locks: boolean };
+  readonly uses: { spf: boolean; headers: boolean; scan: boolean; size: boolean; dnsLists: Set<string>; locks: boolean };
   /** Filled in per rule: readers of the provider facts the condition may need (see CompiledRule.prefetch). */
   readonly prefetch: ((ctx: EvalContext) => unknown)[];
 }
@@ -185,6 +185,7 @@ function resolveField(ref: FieldRef, stage: RuleStage, env: ConditionEnv): Field
   }
   if (f.needs === 'headers') env.uses.headers = true;
   if (f.needs === 'scan') env.uses.scan = true;
+  if (f.needs === 'size') env.uses.size = true;
   if (f.needs === 'dns' && ref.arg !== undefined) env.uses.dnsLists.add(ref.arg);
   return f;
 }

@@ -24,7 +24,7 @@ export interface FieldDef {
   /** Function-like field: header("Name"), dnsbl(zone), scanner(name). */
   readonly arg?: 'header' | 'zone' | 'scanner';
   readonly argOptional?: boolean;
-  readonly needs?: 'spf' | 'dns' | 'scan' | 'headers' | 'locks';
+  readonly needs?: 'spf' | 'dns' | 'scan' | 'headers' | 'locks' | 'size';
   /** `client is locked` / `auth is locked`. */
   readonly lockable?: 'client' | 'auth';
   readonly doc: string;
@@ -160,7 +160,7 @@ const F: FieldDef[] = [
   { name: 'header.value', type: 'string', only: ['header'], from: 'header', needs: 'headers', doc: 'the value of the header just read (header stage)', str: (c) => c.tx.message.headers[c.tx.message.headers.length - 1]?.[1] },
   { name: 'header', type: 'string', multi: true, arg: 'header', from: 'header', needs: 'headers', doc: 'header("Name"): every value of that header (any matches); `exists`', strs: (c, name) => headerValues(c, name) },
   { name: 'headers.count', type: 'number', from: 'header', needs: 'headers', doc: 'headers read so far', num: (c) => c.tx.message.headers.length },
-  { name: 'size', type: 'size', from: 'eom', doc: 'the message size in bytes', num: (c) => c.tx.message.size },
+  { name: 'size', type: 'size', from: 'eom', needs: 'size', doc: 'the message size in bytes', num: (c) => c.tx.message.size },
   { name: 'virus', type: 'bool', from: 'eom', needs: 'scan', doc: 'a virus scanner found something', bool: (c) => c.tx.message.scan.virus?.found === true },
   { name: 'virus.name', type: 'string', from: 'eom', needs: 'scan', doc: 'the virus name', str: (c) => c.tx.message.scan.virus?.name },
   { name: 'spam', type: 'bool', from: 'eom', needs: 'scan', doc: 'the spam scanner says spam (score >= threshold)', bool: (c) => c.tx.message.scan.spam?.isSpam === true },

@@ -35,6 +35,7 @@ export interface TemplateUses {
   spf: boolean;
   scan: boolean;
   headers: boolean;
+  size: boolean;
   dnsLists: Set<string>;
   /** Configured zones, when known (unknown zones in {dnsbl(x).reason} are errors then). */
   readonly zones?: ReadonlySet<string>;
@@ -123,6 +124,7 @@ function variableGetter(name: string, stage: RuleStage, span: Span, sink: Diagno
     if (uses && f.needs === 'spf') uses.spf = true;
     if (uses && f.needs === 'scan') uses.scan = true;
     if (uses && f.needs === 'headers') uses.headers = true;
+    if (uses && f.needs === 'size') uses.size = true;
     return (ctx) => sanitizeValue(fieldAsText(f, ctx));
   }
   sink.error('rule/unknown-variable', `unknown variable {${name}}`, span, didYouMean(name, knownVariables()) ?? 'see docs/rules.md for the variables');

@@ -329,6 +329,20 @@ static napi_value quick_ack(napi_env env, napi_callback_info info) {
   return so_error_value(env, setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one) == 0 ? 0 : errno);
 }
 
+/*
+ * setsockopt(TCP_DEFER_ACCEPT, seconds) on a listening socket: a connection is handed to accept() only once its
+ * first data has arrived (for up to `seconds`), so a protocol whose client speaks first costs the server one
+ * wake-up for the connection and its first packet instead of two. Returns 0 or an errno name.
+ */
+static napi_value defer_accept(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd, seconds;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || get_int(env, argv[0], &fd) || fd < 0 || get_int(env, argv[1], &seconds) || seconds < 0) return throw_type(env, "deferAccept(fd, seconds)");
+  return so_error_value(env, setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds) == 0 ? 0 : errno);
+}
+
 static napi_value keep_capabilities(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -365,6 +379,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "waitConnected", NULL, wait_connected, NULL, NULL, NULL, napi_enumerable, NULL },
     { "closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL },
     { "quickAck", NULL, quick_ack, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "deferAccept", NULL, defer_accept, NULL, NULL, NULL, napi_enumerable, NULL },
     { "keepCapabilities", NULL, keep_capabilities, NULL, NULL, NULL, napi_enumerable, NULL },
     { "retainNetAdmin", NULL, retain_net_admin, NULL, NULL, NULL, napi_enumerable, NULL },
     { "scanData", NULL, sluice_scan_data, NULL, NULL, NULL, napi_enumerable, NULL },

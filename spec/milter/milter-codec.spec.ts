@@ -310,6 +310,23 @@ describe('milter/milter-negotiate', () => {
     const e = negotiate(postfix, { needs: needs(['rcpt', 'eom']), scanners: false });
     assert.ok(!(e instanceof ProtocolError));
     assert.equal(e.protocol, Proto.NR_HDR | Proto.HDR_LEADSPC | Proto.NOEOH | Proto.NR_EOH | Proto.NR_BODY | Proto.NOUNKNOWN | Proto.NR_UNKN);
+    // eom rules that do not read the size (the example ruleset: locks, scanner verdicts, a trace header): only
+    // the end of message comes, and Postfix sends neither headers nor body.
+    const s = negotiate(postfix, { needs: needs(['rcpt', 'data', 'eom'], { size: false }), scanners: false });
+    assert.ok(!(s instanceof ProtocolError));
+    assert.equal(s.protocol, Proto.NOHDRS | Proto.NR_HDR | Proto.NOEOH | Proto.NR_EOH | Proto.NOBODY | Proto.NR_BODY | Proto.NOUNKNOWN | Proto.NR_UNKN);
+    // The same rules reading the size get headers and body.
+    const z = negotiate(postfix, { needs: needs(['rcpt', 'data', 'eom'], { size: true }), scanners: false });
+    assert.ok(!(z instanceof ProtocolError));
+    assert.equal(z.protocol & (Proto.NOHDRS | Proto.NOBODY), 0);
+    // Scanners read the message whatever the rules read.
+    const c = negotiate(postfix, { needs: needs(['rcpt', 'eom'], { size: false }), scanners: true });
+    assert.ok(!(c instanceof ProtocolError));
+    assert.equal(c.protocol & (Proto.NOHDRS | Proto.NOBODY), 0);
+    // Header rules get headers (and their replies), but no body when nothing reads the size.
+    const hs = negotiate(postfix, { needs: needs(['header', 'eom'], { headers: true, size: false }), scanners: false });
+    assert.ok(!(hs instanceof ProtocolError));
+    assert.equal(hs.protocol & (Proto.NOHDRS | Proto.NR_HDR | Proto.NOBODY), Proto.NOBODY);
     // Header and eoh rules get their replies.
     const h = negotiate(postfix, { needs: needs(['header', 'eoh']), scanners: false });
     assert.ok(!(h instanceof ProtocolError));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { Door } from '../../lib/daemon/door.js';
 import { createMilterDoor } from '../../lib/milter/milter-door.js';
 import { parseListenAddress } from '../../lib/milter/milter-server.js';
-import { memoryLogger, MilterTestClient, POSTFIX_OPTNEG, scriptedPolicy, testDeps } from '../helpers/milter-client.js';
+import { memoryLogger, MilterTestClient, POSTFIX_OPTNEG, promptAcksOverTcp, scriptedPolicy, testDeps } from '../helpers/milter-client.js';
 import { freePort } from '../helpers/ports.js';
 
 describe('milter/milter-server', () => {
@@ -39,11 +39,48 @@ describe('milter/milter-server', () => {
       assert.equal((await a.reply()).type, 'optneg');
       assert.equal(door.activeSessions, 1);
       const b = await MilterTestClient.open({ port });
+      // An MTA speaks first; until it does, TCP_DEFER_ACCEPT keeps the connection from the door (next test).
+      b.send(POSTFIX_OPTNEG);
       assert.ok(await b.closedWithin(1000));
       assert.ok(logger.records.some((r) => r.msg === 'milter connection refused: session limit reached'));
       a.send({ type: 'connect', hostname: 'h', family: 'inet', port: 1, address: '192.0.2.1' });
       assert.deepEqual(await a.reply(), { type: 'continue' });
       a.close();
+    });
+
+    it('a TCP client that connects and says nothing takes no session until its first packet (TCP_DEFER_ACCEPT)', async () => {
+      assert.ok(promptAcksOverTcp, 'the native addon is built');
+      const port = await freePort();
+      door = createMilterDoor({ listen: `inet:127.0.0.1:${port}` }, testDeps(scriptedPolicy([], () => undefined), { limits: { sessions: 1 } }));
+      await door.start();
+      const silent = await MilterTestClient.open({ port });
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(door.activeSessions, 0, 'a silent connection was accepted');
+      // It does not hold the only slot either: an MTA that speaks is served.
+      const mta = await MilterTestClient.open({ port });
+      mta.send(POSTFIX_OPTNEG);
+      assert.equal((await mta.reply()).type, 'optneg');
+      assert.equal(door.activeSessions, 1);
+      mta.close();
+      silent.close();
+    });
+
+    it('closes at once after QUIT, without waiting for the MTA to close first', async () => {
+      const port = await freePort();
+      door = createMilterDoor({ listen: `inet:127.0.0.1:${port}` }, testDeps(scriptedPolicy([], () => undefined)));
+      await door.start();
+      const c = await MilterTestClient.open({ port });
+      c.send(POSTFIX_OPTNEG);
+      assert.equal((await c.reply()).type, 'optneg');
+      // The client keeps its side open: the door must not wait for the client's FIN to end the session.
+      c.socket.allowHalfOpen = true;
+      const ended = new Promise((resolve) => c.socket.once('end', resolve));
+      c.send({ type: 'quit' });
+      await ended;
+      const deadline = Date.now() + 500;
+      while (door.activeSessions > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(door.activeSessions, 0, 'the session waited for the client to close');
+      c.close();
     });
 
     it('stop(drainMs) waits for sessions, then closes what is left and stops listening', async () => {

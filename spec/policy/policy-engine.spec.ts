@@ -364,6 +364,14 @@ describe('policy/policy-engine', () => {
     assert.equal(await p.locks.isLocked('client:203.0.113.9'), undefined);
   });
 
+  it('needs.size: set by the size field, a {size} in a text, or an eom rule with an action hook; not by other eom rules', () => {
+    assert.equal(rules('rule a at eom: size > 10MB => reject').needs.size, true);
+    assert.equal(rules('rule a at eom: client is locked => tempfail 451 4.7.1 "{size} bytes"').needs.size, true);
+    assert.equal(rules('rule a at eom: virus => tag v hook h').needs.size, true);
+    assert.equal(rules('rule a at data: => add header "X-T" "x"\nrule b at eom: client is locked => tempfail\nrule c at eom: spam.score >= 7 => reject').needs.size, false);
+    assert.equal(rules('rule a at mail: size.declared > 10MB => reject').needs.size, false, 'the declared size comes with MAIL');
+  });
+
   it('needs.spf is set when only a reply text reads {spf}', () => {
     assert.equal(rules('rule a at mail: => tempfail 451 4.7.1 "{spf}"').needs.spf, true);
   });
