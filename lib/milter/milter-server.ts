@@ -5,17 +5,11 @@
  */
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { deferAccept } from '../core/defer-accept.js';
+import { DEFER_ACCEPT_SECONDS, deferAccept } from '../core/defer-accept.js';
 import type { DoorDeps } from '../daemon/door.js';
 import { listenOn } from './door-listener.js';
 import { MilterSession } from './milter-session.js';
 import { promptAcker } from './prompt-ack.js';
-
-/**
- * How long the kernel holds a new TCP connection that has sent nothing yet (TCP_DEFER_ACCEPT): the MTA writes
- * SMFIC_OPTNEG right after connecting, so only a silent client waits, and it never takes a session slot.
- */
-const DEFER_ACCEPT_SECONDS = 5;
 
 export type MilterListenAddress = { readonly kind: 'inet'; readonly host: string; readonly port: number } | { readonly kind: 'unix'; readonly path: string };
 

@@ -4,6 +4,7 @@
  */
 import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { DEFER_ACCEPT_SECONDS, deferAccept } from '../core/defer-accept.js';
 import type { Door, DoorDeps } from '../daemon/door.js';
 import { allowList, boundAddress, closeAndDrain, isAllowed, listenOn, LOOPBACK_ONLY, type DoorListen } from './door-listener.js';
 import { DEFAULT_POLICY_CODEC_LIMITS, type PolicyCodecLimits } from './policy-codec.js';
@@ -92,6 +93,11 @@ export function createPolicyDoor(options: PolicyDoorOptions, initialDeps: DoorDe
       await listenOn(srv, listen);
       srv.on('error', (err) => log().error({ err: err.message }, 'policy listener error'));
       if (listen.kind === 'unix') chmodSync(listen.path, 0o660);
+      else {
+        // Postfix writes its request at once; a client that connects and says nothing never takes a connection slot.
+        const notDeferred = deferAccept(srv, DEFER_ACCEPT_SECONDS);
+        if (notDeferred !== undefined) log().debug({ reason: notDeferred }, 'policy listener without TCP_DEFER_ACCEPT');
+      }
       addresses.push(boundAddress(srv, listen));
       server = srv;
       log().info({ addresses }, 'policy door listening');

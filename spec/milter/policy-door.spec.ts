@@ -7,6 +7,7 @@ import type { LockStore } from '../../lib/policy/lock-store.js';
 import { doorDeps, lockStoreIn, memoryLogger, scriptedPolicy, type Decide, type ScriptedPolicy } from '../helpers/postfix-door-deps.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 import { SocketBuffer, type TakeUnit } from '../helpers/socket-buffer.js';
+import { promptAcksOverTcp } from '../helpers/milter-client.js';
 
 /** The attributes Postfix 3.7 sends, in its order (reference/protocols.md §3.2). */
 function postfixRequest(over: Record<string, string>): Array<[string, string]> {
@@ -249,6 +250,16 @@ describe('policy door (raw policy protocol over TCP)', () => {
     assert.equal(await slow.answer(), undefined);
     assert.ok(Date.now() - t0 < 2000);
     assert.equal(await idle.answer(), undefined);
+  });
+
+  it('a TCP client that connects and says nothing does not take the only connection slot (TCP_DEFER_ACCEPT)', async () => {
+    assert.ok(promptAcksOverTcp, 'the native addon is built');
+    const { port } = await startDoor(() => undefined, { maxConnections: 1 });
+    await client(port);
+    await new Promise((r) => setTimeout(r, 100));
+    // Without the deferred accept the silent connection holds the slot and this request is never read.
+    const postfix = await client(port);
+    assert.equal(await postfix.ask(postfixRequest({})), 'DUNNO');
   });
 
   it('listens on a unix socket too (check_policy_service unix:/path), mode 0660', async () => {
