@@ -28,6 +28,18 @@ describe('milter/milter-server', () => {
       door = undefined;
     });
 
+    /** A rules-free door on a free port and one client that has negotiated with it. */
+    async function doorWithNegotiatedClient(): Promise<{ door: Door; client: MilterTestClient; port: number }> {
+      const port = await freePort();
+      const d = createMilterDoor({ listen: `inet:127.0.0.1:${port}` }, testDeps(scriptedPolicy([], () => undefined)));
+      door = d;
+      await d.start();
+      const client = await MilterTestClient.open({ port });
+      client.send(POSTFIX_OPTNEG);
+      assert.equal((await client.reply()).type, 'optneg');
+      return { door: d, client, port };
+    }
+
     it('refuses connections beyond limits.sessions with a log line; the others keep working', async () => {
       const logger = memoryLogger();
       const port = await freePort();
@@ -66,37 +78,27 @@ describe('milter/milter-server', () => {
     });
 
     it('closes at once after QUIT, without waiting for the MTA to close first', async () => {
-      const port = await freePort();
-      door = createMilterDoor({ listen: `inet:127.0.0.1:${port}` }, testDeps(scriptedPolicy([], () => undefined)));
-      await door.start();
-      const c = await MilterTestClient.open({ port });
-      c.send(POSTFIX_OPTNEG);
-      assert.equal((await c.reply()).type, 'optneg');
+      const { door: d, client: c } = await doorWithNegotiatedClient();
       // The client keeps its side open: the door must not wait for the client's FIN to end the session.
       c.socket.allowHalfOpen = true;
       const ended = new Promise((resolve) => c.socket.once('end', resolve));
       c.send({ type: 'quit' });
       await ended;
       const deadline = Date.now() + 500;
-      while (door.activeSessions > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-      assert.equal(door.activeSessions, 0, 'the session waited for the client to close');
+      while (d.activeSessions > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(d.activeSessions, 0, 'the session waited for the client to close');
       c.close();
     });
 
     it('stop(drainMs) waits for sessions, then closes what is left and stops listening', async () => {
-      const port = await freePort();
-      door = createMilterDoor({ listen: `inet:127.0.0.1:${port}` }, testDeps(scriptedPolicy([], () => undefined)));
-      await door.start();
-      const a = await MilterTestClient.open({ port });
-      a.send(POSTFIX_OPTNEG);
-      await a.reply();
+      const { door: d, client: a, port } = await doorWithNegotiatedClient();
       const t0 = Date.now();
-      await door.stop(300);
+      await d.stop(300);
       const took = Date.now() - t0;
       assert.ok(took >= 250 && took < 3000, `stop took ${took} ms`);
       assert.ok(await a.closedWithin(500));
-      assert.equal(door.activeSessions, 0);
-      assert.deepEqual(door.addresses, []);
+      assert.equal(d.activeSessions, 0);
+      assert.deepEqual(d.addresses, []);
       await assert.rejects(MilterTestClient.open({ port }));
       door = undefined;
     });
