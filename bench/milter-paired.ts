@@ -2,11 +2,13 @@
  * The milter benchmark's headline measurement: Postfix alone and Postfix with the sluice milter, in alternating
  * short blocks through ONE Postfix instance.
  *
- * The instance has three smtpd listeners that differ only in `smtpd_milters`: none (Postfix alone, the limit), the
+ * The instance has five smtpd listeners that differ only in `smtpd_milters`: none (Postfix alone, the limit), the
  * milter door over TCP, and the milter door over a unix socket (both with the daemon's logger writing its
- * per-message records to a file, as `sluice run` does). Queue, cleanup, queue manager, delivery agents and
- * smtp-sink are shared. After an untimed warm-up (two such rounds of half the warm-up each), the blocks run in
- * rounds (postfix, inet, unix, then the reverse order), each block `blockMessages` messages from 16 parallel
+ * per-message records to a file, as `sluice run` does), and the protocol floor (bench/fixtures/milter-floor.c:
+ * the same conversation with Postfix at the least cost a process can have) over TCP and over a unix socket.
+ * Queue, cleanup, queue manager, delivery agents and smtp-sink are shared. After an untimed warm-up (two such
+ * rounds of half the warm-up each), the blocks run in rounds (postfix, inet, unix, floor-inet, floor-unix, then
+ * the reverse order), each block `blockMessages` messages from 16 parallel
  * smtp-source sessions, timed from its first submission to its last delivery seen in Postfix's log; a block starts
  * only once the previous one is delivered. The ratio of a round is (milter block rate / Postfix block rate) from blocks seconds
  * apart on the same warm instance, so the machine's minute-to-minute swings (Postfix alone varied 356–645 msgs/s
@@ -21,9 +23,10 @@ import { createMilterDoor } from '../lib/milter/milter-door.js';
 import { freePort } from '../spec/helpers/ports.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../spec/helpers/postfix.js';
 import { machineCpu, startSinkProcess } from './bench-util.js';
+import { buildFloor, optnegReply, startFloor, type FloorProcess } from './milter-floor.js';
 import { deps, exampleEngine, sendMessages, sentCounter } from './milter-bench-util.js';
 
-export const PAIRED_VARIANTS = ['postfix', 'milter-inet', 'milter-unix'] as const;
+export const PAIRED_VARIANTS = ['postfix', 'milter-inet', 'milter-unix', 'floor-inet', 'floor-unix'] as const;
 export type PairedVariant = (typeof PAIRED_VARIANTS)[number];
 
 export interface PairedBlock {
@@ -36,6 +39,8 @@ export interface PairedBlock {
   readonly doorCpuMsPerMessage: number;
   /** The whole machine's busy CPU per message over the block, in ms. */
   readonly machineCpuMsPerMessage: number;
+  /** Floor blocks: the floor process's CPU per message, in ms. */
+  readonly floorCpuMsPerMessage?: number;
 }
 
 export interface PairedOptions {
@@ -50,12 +55,16 @@ export interface PairedOptions {
 export interface PairedResult {
   readonly blocks: readonly PairedBlock[];
   readonly error?: string;
+  /** Why the floor variants did not run, when they did not. */
+  readonly floorMissing?: string;
 }
 
 export async function pairedScenario(o: PairedOptions): Promise<PairedResult> {
   if (!postfixAvailable) return { blocks: [], error: 'postfix (as root) not available' };
   const sink = await startSinkProcess();
   const doors: Door[] = [];
+  const floors: Partial<Record<'floor-inet' | 'floor-unix', FloorProcess>> = {};
+  let floorMissing: string | undefined;
   let pf: PostfixInstance | undefined;
   let log: DaemonLogger | undefined;
   // Postfix's smtpd and cleanup run as `postfix`: a world-traversable directory and a 0666 socket.
@@ -70,14 +79,30 @@ export async function pairedScenario(o: PairedOptions): Promise<PairedResult> {
     doors.push(createMilterDoor({ listen: `inet:127.0.0.1:${milterPort}`, delayReject: true }, deps(exampleEngine(), log.logger)));
     doors.push(createMilterDoor({ listen: `unix:${unixPath}`, delayReject: true, socketMode: 0o666 }, deps(exampleEngine(), log.logger)));
     for (const d of doors) await d.start();
-    const ports: Record<PairedVariant, number> = { postfix: await freePort(), 'milter-inet': await freePort(), 'milter-unix': await freePort() };
+    // The floor answers with the door's own OPTNEG reply, so both have the same conversation with Postfix.
+    try {
+      const built = await buildFloor(socketDir);
+      if ('error' in built) throw new Error(built.error);
+      const reply = await optnegReply(milterPort);
+      floors['floor-inet'] = await startFloor(built.exe, `inet:${await freePort()}`, reply);
+      floors['floor-unix'] = await startFloor(built.exe, `unix:${join(socketDir, 'floor.sock')}`, reply);
+    } catch (err) {
+      floorMissing = err instanceof Error ? err.message : String(err);
+    }
+    const variants = PAIRED_VARIANTS.filter((v) => !v.startsWith('floor-') || floors[v as 'floor-inet' | 'floor-unix'] !== undefined);
+    const ports = Object.fromEntries(await Promise.all(PAIRED_VARIANTS.map(async (v) => [v, await freePort()] as const))) as Record<PairedVariant, number>;
     const smtpd = (port: number, milters: string): string => `127.0.0.1:${port} inet n - n - - smtpd -o smtpd_milters=${milters}`;
     const pfOptions = {
       sink: false as const,
       snippets: ['milter'],
       smtpPort: ports.postfix,
       main: { relayhost: `[127.0.0.1]:${sink.port}`, default_process_limit: '40', smtpd_client_connection_count_limit: '0', smtpd_client_connection_rate_limit: '0', smtpd_milters: '', non_smtpd_milters: '' },
-      master: [smtpd(ports['milter-inet'], `inet:127.0.0.1:${milterPort}`), smtpd(ports['milter-unix'], `unix:${unixPath}`)],
+      master: [
+        smtpd(ports['milter-inet'], `inet:127.0.0.1:${milterPort}`),
+        smtpd(ports['milter-unix'], `unix:${unixPath}`),
+        ...(floors['floor-inet'] ? [smtpd(ports['floor-inet'], floors['floor-inet'].listen)] : []),
+        ...(floors['floor-unix'] ? [smtpd(ports['floor-unix'], floors['floor-unix'].listen)] : []),
+      ],
     };
     // A start can miss the harness's 10 s window on a loaded machine (seen now and then): one more try.
     pf = await startPostfix(pfOptions).catch(() => startPostfix(pfOptions));
@@ -98,21 +123,23 @@ export async function pairedScenario(o: PairedOptions): Promise<PairedResult> {
     // (0.59-0.67 against ~0.45 ms of CPU per message) while V8 re-optimised for both.
     const half = Math.ceil(o.warmupMessages / 2);
     for (let pass = 0; pass < 2 && half > 0; pass++) {
-      for (const v of PAIRED_VARIANTS) {
+      for (const v of variants) {
         const err = await block(v, half);
-        if (err) return { blocks: [], error: `warm-up: ${err}` };
+        if (err) return { blocks: [], error: `warm-up: ${err}`, ...(floorMissing ? { floorMissing } : {}) };
       }
     }
     const blocks: PairedBlock[] = [];
     for (let r = 0; r < o.rounds; r++) {
-      const order = r % 2 === 0 ? PAIRED_VARIANTS : [...PAIRED_VARIANTS].reverse();
+      const order = r % 2 === 0 ? variants : [...variants].reverse();
       for (const variant of order) {
+        const floor = variant === 'floor-inet' || variant === 'floor-unix' ? floors[variant] : undefined;
+        const floorCpu0 = floor?.cpuMs() ?? 0;
         const cpu0 = process.cpuUsage();
         const machine0 = machineCpu();
         const t0 = process.hrtime.bigint();
         const err = await block(variant, o.blockMessages);
         const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-        if (err) return { blocks, error: err };
+        if (err) return { blocks, error: err, ...(floorMissing ? { floorMissing } : {}) };
         const cpu = process.cpuUsage(cpu0);
         const machine1 = machineCpu();
         blocks.push({
@@ -123,12 +150,14 @@ export async function pairedScenario(o: PairedOptions): Promise<PairedResult> {
           perSecond: o.blockMessages / seconds,
           doorCpuMsPerMessage: (cpu.user + cpu.system) / 1000 / o.blockMessages,
           machineCpuMsPerMessage: (machine1.busyMs - machine0.busyMs) / o.blockMessages,
+          ...(floor ? { floorCpuMsPerMessage: (floor.cpuMs() - floorCpu0) / o.blockMessages } : {}),
         });
       }
     }
-    return { blocks };
+    return { blocks, ...(floorMissing ? { floorMissing } : {}) };
   } finally {
     await pf?.stop();
+    for (const f of Object.values(floors)) f.child.kill('SIGKILL');
     for (const d of doors) await d.stop(1000);
     await log?.flush();
     sink.child.kill('SIGKILL');

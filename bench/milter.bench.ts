@@ -40,7 +40,8 @@ import { repoRoot } from '../spec/helpers/paths.js';
 import { freePort } from '../spec/helpers/ports.js';
 import { machineCpu, median, startSinkProcess, waitPort } from './bench-util.js';
 import { deps, exampleEngine, run, sendMessages, sentCounter } from './milter-bench-util.js';
-import { pairedRatios, pairedScenario, pooledRate, type PairedBlock } from './milter-paired.js';
+import { PAIRED_VARIANTS, pairedRatios, pairedScenario, pooledRate, type PairedBlock } from './milter-paired.js';
+import { journaledQueueFs, plainQueueFs, type QueueFs } from './queue-fs.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../spec/helpers/postfix.js';
 
 const SESSIONS = 16;
@@ -87,6 +88,8 @@ interface Result {
   readonly error?: string;
   /** `paired`: every timed block. */
   readonly blocks?: readonly PairedBlock[];
+  /** `paired`: why the protocol floor did not run, when it did not. */
+  readonly floorMissing?: string;
 }
 
 // ------------------------------------------------------------------------------------------------ codec
@@ -249,7 +252,7 @@ async function child(name: Scenario): Promise<void> {
     if (name === 'codec') r = codecScenario();
     else if (name === 'paired') {
       const p = await pairedScenario({ rounds: PAIRED_ROUNDS, blockMessages: PAIRED_BLOCK, warmupMessages: WARMUP_MESSAGES, bodyBytes: BODY_BYTES, sessions: SESSIONS, manyPerSession: MANY_PER_SESSION });
-      r = { scenario: 'paired', blocks: p.blocks, ...(p.error ? { error: p.error } : {}) };
+      r = { scenario: 'paired', blocks: p.blocks, ...(p.error ? { error: p.error } : {}), ...(p.floorMissing ? { floorMissing: p.floorMissing } : {}) };
     } else r = await postfixScenario(name);
   } catch (err) {
     r = { scenario: name, error: err instanceof Error ? err.message : String(err) };
@@ -259,13 +262,15 @@ async function child(name: Scenario): Promise<void> {
   process.stdout.write(`RESULT ${JSON.stringify(r)}\n`, () => process.exit(0));
 }
 
-async function runChild(name: Scenario): Promise<Result> {
+async function runChild(name: Scenario, queueFs: QueueFs): Promise<Result> {
   return await new Promise((resolve) => {
-    const c = spawn(process.execPath, [...(process.env['MILTER_BENCH_NODE_FLAGS'] ?? '').split(' ').filter(Boolean), fileURLToPath(import.meta.url), '--scenario', name], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // TMPDIR: every Postfix instance (its queue) and socket directory of the scenario lands on the queue file system.
+    const env = { ...process.env, TMPDIR: queueFs.dir };
+    const c = spawn(process.execPath, [...(process.env['MILTER_BENCH_NODE_FLAGS'] ?? '').split(' ').filter(Boolean), fileURLToPath(import.meta.url), '--scenario', name], { stdio: ['ignore', 'pipe', 'inherit'], env });
     let out = '';
     c.stdout.on('data', (d: Buffer) => (out += d.toString()));
     // A scenario that hangs is killed; `paired` gets time for its rounds (at least 100 messages per second).
-    const limitMs = name === 'paired' ? 120_000 + (PAIRED_ROUNDS + 1) * 3 * PAIRED_BLOCK * 10 : 170_000;
+    const limitMs = name === 'paired' ? 120_000 + (PAIRED_ROUNDS + 1) * PAIRED_VARIANTS.length * PAIRED_BLOCK * 10 : 170_000;
     const timer = setTimeout(() => c.kill('SIGKILL'), limitMs);
     c.on('close', () => {
       clearTimeout(timer);
@@ -276,6 +281,21 @@ async function runChild(name: Scenario): Promise<Result> {
 }
 
 async function main(): Promise<void> {
+  // Postfix's queue on a journaled ext4 made for the run unless MILTER_BENCH_QUEUE_FS=tmp (see queue-fs.ts).
+  const queueFs = process.env['MILTER_BENCH_QUEUE_FS'] === 'tmp' ? plainQueueFs('MILTER_BENCH_QUEUE_FS=tmp') : await journaledQueueFs();
+  const release = (): void => {
+    void queueFs.release().then(() => process.exit(130));
+  };
+  process.once('SIGINT', release);
+  process.once('SIGTERM', release);
+  try {
+    await report(queueFs);
+  } finally {
+    await queueFs.release();
+  }
+}
+
+async function report(queueFs: QueueFs): Promise<void> {
   const load0 = loadavg();
   const only = process.argv.slice(2).filter((a) => (SCENARIOS as readonly string[]).includes(a)) as Scenario[];
   // The limit and the main scenarios run ROUNDS times; each round runs them back to back (the order alternating
@@ -305,13 +325,13 @@ async function main(): Promise<void> {
     // s per 4000): the VM's host gives a burst. Whichever scenario came first would get it, so one Postfix run is
     // thrown away before anything is measured, and the machine stays busy from there on.
     const t0 = Date.now();
-    const r = await runChild('postfix');
+    const r = await runChild('postfix', queueFs);
     process.stderr.write(`(preheat, not counted: postfix ${r.perSecond?.toFixed(0) ?? r.error} msgs/s, ${((Date.now() - t0) / 1000).toFixed(1)} s wall)\n`);
   }
   const runs: Result[] = [];
   for (const s of order) {
     const t0 = Date.now();
-    const r = await runChild(s);
+    const r = await runChild(s, queueFs);
     process.stderr.write(`(${s}: ${((Date.now() - t0) / 1000).toFixed(1)} s wall)\n`);
     runs.push(r);
   }
@@ -325,6 +345,7 @@ async function main(): Promise<void> {
   }
   const limit = results.find((r) => r.scenario === 'postfix')?.perSecond;
   const pad = (s: string, n: number): string => s.padEnd(n);
+  process.stdout.write(`\nPostfix's queue: ${queueFs.description}`);
   process.stdout.write(`\nmilter benchmark (load average ${load0.map((l) => l.toFixed(2)).join(' ')} at start): ${SESSIONS} parallel sessions (${MANY_PER_SESSION ? 'many messages per session, -d' : 'one message per session'}), ${MESSAGES} messages of ~${BODY_BYTES} bytes after ${WARMUP_MESSAGES} untimed (warm-up)\n`);
   process.stdout.write(`${pad('scenario', 26)}${pad('msgs/s', 10)}${pad('% of postfix', 14)}${pad('seconds', 10)}${pad('sluice CPU ms/msg', 20)}${pad('machine ms/msg', 16)}note\n`);
   for (const r of results.filter((x) => x.scenario !== 'paired')) {
@@ -355,18 +376,24 @@ async function main(): Promise<void> {
   const pct = (x: number | null): string => (x === null || Number.isNaN(x) ? '-' : `${(100 * x).toFixed(0)}%`);
   const pairedRun = runs.find((r) => r.scenario === 'paired');
   const blocks = pairedRun?.blocks ?? [];
-  const paired = { inet: pairedRatios(blocks, 'milter-inet'), unix: pairedRatios(blocks, 'milter-unix') };
-  const pooled = { postfix: pooledRate(blocks, 'postfix'), inet: pooledRate(blocks, 'milter-inet'), unix: pooledRate(blocks, 'milter-unix') };
+  const paired = { inet: pairedRatios(blocks, 'milter-inet'), unix: pairedRatios(blocks, 'milter-unix'), floorInet: pairedRatios(blocks, 'floor-inet'), floorUnix: pairedRatios(blocks, 'floor-unix') };
+  const pooled = { postfix: pooledRate(blocks, 'postfix'), inet: pooledRate(blocks, 'milter-inet'), unix: pooledRate(blocks, 'milter-unix'), floorInet: pooledRate(blocks, 'floor-inet'), floorUnix: pooledRate(blocks, 'floor-unix') };
   const meanOf = (v: PairedBlock['variant'], f: (b: PairedBlock) => number): number => {
     const mine = blocks.filter((b) => b.variant === v);
     return mine.length > 0 ? mine.reduce((s, b) => s + f(b), 0) / mine.length : NaN;
   };
   if (paired.inet.length > 0) {
-    process.stdout.write(`\nmilter (example ruleset, sluice.yaml defaults) / Postfix alone, ONE Postfix instance, ${paired.inet.length} rounds of ${PAIRED_BLOCK}-message blocks (postfix, inet, unix; order alternating):\n`);
+    process.stdout.write(`\nmilter (example ruleset, sluice.yaml defaults) / Postfix alone, ONE Postfix instance, ${paired.inet.length} rounds of ${PAIRED_BLOCK}-message blocks (postfix, inet, unix${paired.floorInet.length > 0 ? ', floor-inet, floor-unix' : ''}; order alternating):\n`);
     process.stdout.write(`  median of the rounds' ratios: ${pct(median(paired.inet))} over inet, ${pct(median(paired.unix))} over a unix socket   (target >= 80%)\n`);
     process.stdout.write(`  per round: inet ${paired.inet.map((x) => pct(x)).join(' ')}; unix ${paired.unix.map((x) => pct(x)).join(' ')}\n`);
     process.stdout.write(`  pooled (all blocks' messages / all blocks' seconds): postfix ${pooled.postfix.toFixed(0)}, inet ${pooled.inet.toFixed(0)} (${pct(pooled.inet / pooled.postfix)}), unix ${pooled.unix.toFixed(0)} (${pct(pooled.unix / pooled.postfix)}) msgs/s\n`);
     process.stdout.write(`  postfix blocks: ${blocks.filter((b) => b.variant === 'postfix').map((b) => b.perSecond.toFixed(0)).join(' ')} msgs/s\n`);
+    if (paired.floorInet.length > 0) {
+      const floorCpu = (v: PairedBlock['variant']): string => meanOf(v, (b) => b.floorCpuMsPerMessage ?? NaN).toFixed(2);
+      process.stdout.write(`  the protocol floor (bench/fixtures/milter-floor.c: the same conversation with Postfix, no rules, ~0.1 ms of CPU per message): median ${pct(median(paired.floorInet))} over inet, ${pct(median(paired.floorUnix))} over a unix socket; per round: inet ${paired.floorInet.map((x) => pct(x)).join(' ')}; unix ${paired.floorUnix.map((x) => pct(x)).join(' ')}\n`);
+      process.stdout.write(`    pooled: floor-inet ${pooled.floorInet.toFixed(0)} (${pct(pooled.floorInet / pooled.postfix)}), floor-unix ${pooled.floorUnix.toFixed(0)} (${pct(pooled.floorUnix / pooled.postfix)}) msgs/s; the floor's own CPU ms/msg: inet ${floorCpu('floor-inet')}, unix ${floorCpu('floor-unix')}; machine ms/msg: inet ${meanOf('floor-inet', (b) => b.machineCpuMsPerMessage).toFixed(2)}, unix ${meanOf('floor-unix', (b) => b.machineCpuMsPerMessage).toFixed(2)}\n`);
+      process.stdout.write(`    sluice against the floor (median per round of sluice's rate / the floor's): inet ${pct(median(paired.inet.map((x, k) => x / (paired.floorInet[k] ?? NaN))))}, unix ${pct(median(paired.unix.map((x, k) => x / (paired.floorUnix[k] ?? NaN))))}\n`);
+    } else if (pairedRun?.floorMissing) process.stdout.write(`  the protocol floor did not run: ${pairedRun.floorMissing}\n`);
     process.stdout.write(`  CPU ms/msg, this process (doors + harness) / machine: postfix ${meanOf('postfix', (b) => b.doorCpuMsPerMessage).toFixed(2)} / ${meanOf('postfix', (b) => b.machineCpuMsPerMessage).toFixed(2)}, inet ${meanOf('milter-inet', (b) => b.doorCpuMsPerMessage).toFixed(2)} / ${meanOf('milter-inet', (b) => b.machineCpuMsPerMessage).toFixed(2)}, unix ${meanOf('milter-unix', (b) => b.doorCpuMsPerMessage).toFixed(2)} / ${meanOf('milter-unix', (b) => b.machineCpuMsPerMessage).toFixed(2)}\n`);
   } else if (pairedRun?.error) process.stdout.write(`\npaired scenario: ERROR ${pairedRun.error}\n`);
   if (main !== null) {
@@ -383,7 +410,23 @@ async function main(): Promise<void> {
     warmupMessages: WARMUP_MESSAGES,
     bodyBytes: BODY_BYTES,
     results: Object.fromEntries(results.filter((r) => r.scenario !== 'paired').map((r) => [r.scenario, r])),
-    paired: { rounds: paired.inet.length, blockMessages: PAIRED_BLOCK, ratioInetMedian: median(paired.inet), ratioUnixMedian: median(paired.unix), ratioInetPerRound: paired.inet, ratioUnixPerRound: paired.unix, pooledPerSecond: pooled, blocks, ...(pairedRun?.error ? { error: pairedRun.error } : {}) },
+    queueFileSystem: queueFs.description,
+    paired: {
+      rounds: paired.inet.length,
+      blockMessages: PAIRED_BLOCK,
+      ratioInetMedian: median(paired.inet),
+      ratioUnixMedian: median(paired.unix),
+      ratioInetPerRound: paired.inet,
+      ratioUnixPerRound: paired.unix,
+      floorRatioInetMedian: paired.floorInet.length > 0 ? median(paired.floorInet) : null,
+      floorRatioUnixMedian: paired.floorUnix.length > 0 ? median(paired.floorUnix) : null,
+      floorRatioInetPerRound: paired.floorInet,
+      floorRatioUnixPerRound: paired.floorUnix,
+      pooledPerSecond: pooled,
+      blocks,
+      ...(pairedRun?.error ? { error: pairedRun.error } : {}),
+      ...(pairedRun?.floorMissing ? { floorMissing: pairedRun.floorMissing } : {}),
+    },
     ratioMilterExample: main,
     ratioMilterExampleMedian: median(rounds.inet),
     ratioMilterExampleUnixMedian: median(rounds.unix),
