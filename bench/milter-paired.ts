@@ -65,6 +65,7 @@ export async function pairedScenario(o: PairedOptions): Promise<PairedResult> {
   const doors: Door[] = [];
   const floors: Partial<Record<'floor-inet' | 'floor-unix', FloorProcess>> = {};
   let floorMissing: string | undefined;
+  const result = (blocks: readonly PairedBlock[], error?: string): PairedResult => ({ blocks, ...(error ? { error } : {}), ...(floorMissing ? { floorMissing } : {}) });
   let pf: PostfixInstance | undefined;
   let log: DaemonLogger | undefined;
   // Postfix's smtpd and cleanup run as `postfix`: a world-traversable directory and a 0666 socket.
@@ -125,7 +126,7 @@ export async function pairedScenario(o: PairedOptions): Promise<PairedResult> {
     for (let pass = 0; pass < 2 && half > 0; pass++) {
       for (const v of variants) {
         const err = await block(v, half);
-        if (err) return { blocks: [], error: `warm-up: ${err}`, ...(floorMissing ? { floorMissing } : {}) };
+        if (err) return result([], `warm-up: ${err}`);
       }
     }
     const blocks: PairedBlock[] = [];
@@ -139,7 +140,7 @@ export async function pairedScenario(o: PairedOptions): Promise<PairedResult> {
         const t0 = process.hrtime.bigint();
         const err = await block(variant, o.blockMessages);
         const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-        if (err) return { blocks, error: err, ...(floorMissing ? { floorMissing } : {}) };
+        if (err) return result(blocks, err);
         const cpu = process.cpuUsage(cpu0);
         const machine1 = machineCpu();
         blocks.push({
@@ -154,7 +155,7 @@ export async function pairedScenario(o: PairedOptions): Promise<PairedResult> {
         });
       }
     }
-    return { blocks, ...(floorMissing ? { floorMissing } : {}) };
+    return result(blocks);
   } finally {
     await pf?.stop();
     for (const f of Object.values(floors)) f.child.kill('SIGKILL');

@@ -1,8 +1,9 @@
 /**
  * Milter door benchmark. Each scenario runs in a fresh process (this file re-run with `--scenario NAME`):
  *   codec          encode + frame + parse + decode a 10 MB body as 64 KiB SMFIC_BODY packets (MB/s)
- *   paired         THE HEADLINE (milter-paired.ts): one Postfix with three smtpd listeners (no milter; the milter
- *                  with the example ruleset over TCP; over a unix socket), alternating 1000-message blocks in
+ *   paired         THE HEADLINE (milter-paired.ts): one Postfix with five smtpd listeners (no milter; the milter
+ *                  with the example ruleset over TCP; over a unix socket; the protocol floor, milter-floor.ts,
+ *                  over TCP and over a unix socket), alternating 1000-message blocks in
  *                  MILTER_BENCH_PAIRED_ROUNDS rounds (default 12); the median of the rounds' ratios
  *   postfix        smtp-source → private Postfix → smtp-sink: the limit
  *   milter-example Postfix with the sluice milter and the example ruleset (conf/rules; `trusted` emptied so
@@ -24,6 +25,8 @@
  * As a cross-check of `paired`, `postfix`, `milter-example` and `milter-example-unix` (each its own Postfix) run in
  * MILTER_BENCH_ROUNDS rounds (default 3), back to back within a round; the median over rounds of (milter rate /
  * Postfix rate in the same round) and the best run against the best run are printed under the headline.
+ * Postfix's queue (every scenario's TMPDIR) is on a journaled ext4 made for the run (queue-fs.ts), unless
+ * MILTER_BENCH_QUEUE_FS=tmp or the machine cannot mount one.
  * Prints a table and one `BENCH_JSON {...}` line. Loopback only; bounded in time.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
