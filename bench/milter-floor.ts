@@ -11,7 +11,7 @@ import { repoRoot } from '../spec/helpers/paths.js';
 import { run } from './milter-bench-util.js';
 
 /** The trace header the floor adds: the example ruleset's, with a value of the length the door's has. */
-export const FLOOR_HEADER = { name: 'X-NAT-Received', value: ' from [127.0.0.1]:48312 [ident-empty]\n\tby bench.sluice.test with TPROXY id mhq1x2abc.12345' } as const;
+export const FLOOR_HEADER = { name: 'X-NAT-Received', value: ' from [127.0.0.1]:48312 [ident-empty]\n\tby bench.sluice.test with TPROXY id 1763773182.12345' } as const;
 
 /** Builds the floor milter into `dir`; the executable's path, or an error text. */
 export async function buildFloor(dir: string): Promise<{ exe: string } | { error: string }> {
