@@ -250,6 +250,11 @@ const FAULT: fc.Arbitrary<Script> = fc.oneof(
   VERB.map((v): Script => ({ closeAt: v })),
   fc.integer({ min: 1, max: 400 }).map((n): Script => ({ resetAfterDataBytes: n })),
 );
+/**
+ * Cases every run checks besides the random ones. A bare "250" CRLF at the end of data is a valid acceptance that
+ * the random scripts reach about once in several thousand runs (fast-check found it on Node 24, seed 1458984202).
+ */
+const SCRIPT_EXAMPLES: Array<[Script]> = [[{ eomReply: '250\r\n' }], [{ eomReply: '550\r\n' }], [{ eomReply: '25\r\n' }]];
 /** Up to two faults, merged (replies too). */
 const UPSTREAM_SCRIPT: fc.Arbitrary<Script> = fc.tuple(FAULT, FAULT).map(([a, b]) => ({ ...a, ...b, replies: { ...a.replies, ...b.replies } }));
 
@@ -298,7 +303,8 @@ async function transactionAgainst(doorPort: number, upstream: FaultUpstream, scr
   if (!eom?.startsWith('250')) return false;
   const stored = upstream.connections.reduce((n, conn) => n + conn.messages.length, 0);
   assert.ok(stored >= 1, `client got ${JSON.stringify(eom)} but the next hop stored nothing`);
-  assert.ok(script.eomReply === undefined || script.eomReply.startsWith('250 ') || script.eomReply.startsWith('250-'), `client got 250 to its end of data; the next hop answered ${JSON.stringify(script.eomReply)}`);
+  // RFC 5321 4.2: the text after the code is optional, so a bare "250" CRLF is the next hop's acceptance too.
+  assert.ok(script.eomReply === undefined || /^250(?:[ -]|\r\n)/.test(script.eomReply), `client got 250 to its end of data; the next hop answered ${JSON.stringify(script.eomReply)}`);
   return true;
 }
 
@@ -334,7 +340,7 @@ for (const [mode, options] of [
             current = undefined;
           }
         }),
-        { numRuns: Math.max(30, Math.floor(RUNS / 2)) },
+        { numRuns: Math.max(30, Math.floor(RUNS / 2)), examples: SCRIPT_EXAMPLES },
       );
       assert.ok(delivered >= 1, 'no run delivered a message: the property is vacuous');
     });
@@ -383,7 +389,7 @@ describe('filter door: odd and hostile next-hop replies (property)', function ()
           current = undefined;
         }
       }),
-      { numRuns: Math.max(30, Math.floor(RUNS / 2)) },
+      { numRuns: Math.max(30, Math.floor(RUNS / 2)), examples: SCRIPT_EXAMPLES },
     );
     assert.ok(delivered >= 1, 'no run delivered a message: the property is vacuous');
   });
