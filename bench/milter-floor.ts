@@ -7,6 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { encodeCommand } from '../lib/milter/milter-codec.js';
+import { POSTFIX_OPTNEG } from '../spec/helpers/milter-client.js';
 import { repoRoot } from '../spec/helpers/paths.js';
 import { run } from './milter-bench-util.js';
 
@@ -41,13 +43,7 @@ export function optnegReply(port: number, timeoutMs = 5000): Promise<Buffer> {
         resolve(got.subarray(0, 4 + got.readUInt32BE(0)));
       }
     });
-    const offer = Buffer.alloc(17);
-    offer.writeUInt32BE(13, 0);
-    offer.write('O', 4, 'latin1');
-    offer.writeUInt32BE(6, 5);
-    offer.writeUInt32BE(0x1ff, 9);
-    offer.writeUInt32BE(0x1fffff, 13);
-    s.write(offer);
+    s.write(encodeCommand(POSTFIX_OPTNEG));
   });
 }
 
